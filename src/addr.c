@@ -86,8 +86,10 @@ int wsx_addr_format(const struct sockaddr *sa, int len, char *out, size_t cap)
     if (sa == NULL || out == NULL || cap == 0)
         return WSAEFAULT;
     out[0] = '\0';
+    if (wsx_addr_family_len(sa->sa_family) == 0)
+        return WSAEAFNOSUPPORT;
     if (len < wsx_addr_family_len(sa->sa_family))
-        return sa->sa_family == AF_INET || sa->sa_family == AF_INET6 ? WSAEFAULT : WSAEAFNOSUPPORT;
+        return WSAEFAULT;
     if (sa->sa_family == AF_INET) {
         const SOCKADDR_IN *in = (const SOCKADDR_IN *)sa;
         if (inet_ntop(AF_INET, &in->sin_addr, host, sizeof host) == NULL)

@@ -1,0 +1,42 @@
+# wsx: the two commands are `make run` and `make test`; both install what is missing first.
+BUILD ?= build
+BUILD_TYPE ?= RelWithDebInfo
+PYTHON ?= /usr/bin/python3
+LISTEN ?= 127.0.0.1:7007
+
+.PHONY: all deps configure build run test ctest pytest clean
+
+all: build
+
+deps:
+	@bash cmake/deps.sh
+	@bash cmake/criterion-mingw.sh
+
+configure: deps
+	@mkdir -p $(BUILD)
+	@cmake -S . -B $(BUILD) -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/mingw-w64.cmake \
+		-DCMAKE_BUILD_TYPE=$(BUILD_TYPE) >$(BUILD)/configure.log 2>&1 \
+		|| { cat $(BUILD)/configure.log; echo "wsx: cmake configure failed" >&2; exit 1; }
+
+build: configure
+	@cmake --build $(BUILD)
+
+run: build
+	@cmake/wine-run --start-server
+	cmake/wine-run $(BUILD)/server/wsx-echo.exe --listen $(LISTEN)
+
+ctest: build
+	@cmake/wine-run --start-server
+	cd $(BUILD) && ctest --output-on-failure
+
+pytest: build
+	@cmake/wine-run --start-server
+	WSX_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest pytests -v
+
+test: build
+	@cmake/wine-run --start-server
+	cd $(BUILD) && ctest --output-on-failure
+	WSX_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest pytests -v
+
+clean:
+	rm -rf $(BUILD)
