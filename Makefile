@@ -33,10 +33,14 @@ pytest: build
 	@cmake/wine-run --start-server
 	WSX_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest pytests -v
 
+# Both suites run even if the first fails; the target fails if either did.
 test: build
 	@cmake/wine-run --start-server
-	cd $(BUILD) && ctest --output-on-failure
-	WSX_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest pytests -v
+	@c=0; p=0; \
+	(cd $(BUILD) && ctest --output-on-failure) || c=$$?; \
+	WSX_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest pytests -v || p=$$?; \
+	echo "wsx: ctest exit $$c, pytest exit $$p"; \
+	[ $$c = 0 ] && [ $$p = 0 ]
 
 clean:
 	rm -rf $(BUILD)
