@@ -4,6 +4,57 @@
 
 #include "wsx/wsx.h"
 
+#if defined(_MSC_VER)
+#define WSX_TLS __declspec(thread)
+#else
+#define WSX_TLS _Thread_local
+#endif
+
+#define WSX_MAX_WORKERS 64
+#define WSX_KEY_IO ((ULONG_PTR)0)
+#define WSX_KEY_STOP ((ULONG_PTR)1)
+
+struct wsx_stream;
+
+struct wsx_port {
+    HANDLE iocp;
+    HANDLE threads[WSX_MAX_WORKERS];
+    DWORD thread_ids[WSX_MAX_WORKERS];
+    int nthreads;
+    unsigned inline_cap;
+    wsx_buf_pool *bufs;
+    /* Streams are recycled, never freed while the port lives: a late completion can always read
+     * its owner's generation. */
+    SRWLOCK streams_lock;
+    struct wsx_stream *free_streams;
+    struct wsx_stream *all_streams;
+    volatile LONG live_streams;
+    volatile LONG64 dequeued, inline_done, requeued, stale_dropped;
+};
+
+/* Complete a posted op without a packet: it succeeded at once under skip-on-success, or the call
+ * failed at once (sync_wsa != 0). Delivery happens at the next wsx__port_flush on this thread,
+ * never inside the caller; past the owner's inline cap the completion goes through the port. */
+void wsx__port_complete(wsx_op *op, DWORD bytes, LONG status, int sync_wsa);
+
+/* A stream's send queue: buffers in order, data[off..len) of each still to send. */
+typedef struct wsx__sendq {
+    wsx_buf *head, *tail;
+    size_t queued;
+} wsx__sendq;
+
+void wsx__sendq_push(wsx__sendq *q, wsx_buf *b);
+/* Fill up to max WSABUFs from the front of the queue; returns how many, *total their bytes. */
+int wsx__sendq_gather(const wsx__sendq *q, WSABUF *wb, int max, DWORD *total);
+/* n bytes were sent: finished buffers go back to their pool, a partial one keeps its rest. */
+void wsx__sendq_advance(wsx__sendq *q, DWORD n);
+void wsx__sendq_clear(wsx__sendq *q);
+
+void wsx__stream_free_all(struct wsx_port *p);
+
+/* Deliver this thread's inline completions, unless a delivery is already running on it. */
+void wsx__port_flush(void);
+
 /* Fill `out` by loading each function of `guids` (WSX_EXT_COUNT of them, in wsx_ext_id order)
  * on socket `s`. Absent ones get their stub. Returns 0 or the WSAIoctl error of the first that
  * failed (the table is usable either way). Exposed so tests can ask for a missing function. */

@@ -6,6 +6,10 @@
 #include "wsx/error.h"
 #include "wsx/ext.h"
 #include "wsx/addr.h"
+#include "wsx/buf.h"
+#include "wsx/op.h"
+#include "wsx/port.h"
+#include "wsx/stream.h"
 
 #define WSX_VERSION_MAJOR 0
 #define WSX_VERSION_MINOR 1

@@ -1,0 +1,77 @@
+/* The completion port: association, worker threads, batch dequeue, inline completions, stop.
+ *
+ * Windows rules encoded here:
+ * - A socket is associated with one port for its life (CreateIoCompletionPort).
+ * - With FILE_SKIP_COMPLETION_PORT_ON_SUCCESS, an operation that succeeds at once queues no
+ *   packet: the caller must complete it itself. wsx completes it through the same handler a
+ *   dequeued one reaches, after the posting call has returned (never re-entrantly), and after
+ *   `inline_cap` inline completions in a row for one owner it requeues the next through the port
+ *   so that one busy connection cannot starve the others.
+ * - Closing a port handle does not wake threads blocked on it under Wine: workers are stopped with
+ *   posted sentinel packets, and a worker that dequeues several in one batch re-posts the extras.
+ */
+#ifndef WSX_PORT_H
+#define WSX_PORT_H
+
+#include "wsx/common.h"
+#include "wsx/buf.h"
+#include "wsx/op.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct wsx_port wsx_port;
+
+typedef struct wsx_port_opts {
+    unsigned inline_cap; /* inline completions in a row per owner before a requeue; 0 = 16 */
+    DWORD buffer_size;   /* size of the port's buffer pool (streams read into it); 0 = 65536 */
+    size_t max_buffers;  /* bound of that pool; 0 = no bound */
+} wsx_port_opts;
+
+typedef struct wsx_port_stats {
+    LONG64 dequeued;      /* completions taken from the port */
+    LONG64 inline_done;   /* completed inline (skip-on-success) */
+    LONG64 requeued;      /* inline completions sent through the port by the cap */
+    LONG64 stale_dropped; /* completions whose owner had moved to a new generation */
+} wsx_port_stats;
+
+/* opts may be NULL. Returns 0, WSAENOBUFS or the CreateIoCompletionPort error (mapped). */
+WSX_API int wsx_port_create(wsx_port **out, const wsx_port_opts *opts);
+
+/* Stops the workers if running, then frees the port. Streams must be closed first (their
+ * on_close has run); returns WSAEINPROGRESS, freeing nothing, while some are alive. */
+WSX_API int wsx_port_destroy(wsx_port *port);
+
+/* Associate a socket. skip_on_success: also set FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
+ * FILE_SKIP_SET_EVENT_ON_HANDLE; *skip_set (may be NULL) tells whether it took effect (a provider
+ * that is not IFS-based refuses it; the socket then works through the port). */
+WSX_API int wsx_port_associate(wsx_port *port, SOCKET s, int skip_on_success, int *skip_set);
+
+/* Start n worker threads (1..64) that run the port until wsx_port_stop. */
+WSX_API int wsx_port_start(wsx_port *port, int n);
+
+/* Post one sentinel per worker and join them all; completions still queued stay queued.
+ * Returns 0, or WSAEINVAL if called from a worker. */
+WSX_API int wsx_port_stop(wsx_port *port);
+
+/* Run one batch on the calling thread (for single-threaded use and tests): waits up to timeout_ms
+ * for completions and handles them. Returns 0, WSAETIMEDOUT, or WSAESHUTDOWN if it took a stop
+ * sentinel. */
+WSX_API int wsx_port_poll(wsx_port *port, DWORD timeout_ms);
+
+/* Complete `op` through the port with `bytes` and NTSTATUS `status` (user events, tests).
+ * The op must not be posted elsewhere. */
+WSX_API int wsx_port_post(wsx_port *port, wsx_op *op, DWORD bytes, LONG status);
+
+WSX_API void wsx_port_get_stats(wsx_port *port, wsx_port_stats *out);
+WSX_API HANDLE wsx_port_handle(wsx_port *port);
+
+/* The port's buffer pool (streams read into its buffers). */
+WSX_API wsx_buf_pool *wsx_port_buffers(wsx_port *port);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

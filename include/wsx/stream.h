@@ -1,0 +1,96 @@
+/* Streams: one connected TCP socket on a port — reads, a bounded send queue, and every way a
+ * connection ends.
+ *
+ * - Reads: one recv in flight. With zero_byte_reads, the posted recv has no buffer (an idle
+ *   connection then holds none) and the data is taken with a non-blocking recv once it is there.
+ * - Sends: queued in order; one WSASend in flight gathers up to 16 queued buffers. A completion for
+ *   fewer bytes than posted re-posts the rest first (partial-send continuation).
+ * - Backpressure: no recv is posted while queued bytes + one buffer would exceed max_queued, so a
+ *   peer that does not read cannot make the queue grow through echoing; reading resumes as the
+ * queue drains.
+ * - Endings: peer FIN (on_eof; by default the stream finishes its queue, sends FIN and closes),
+ *   graceful close, half-close (wsx_stream_shutdown), abortive close (SO_LINGER {1,0}: RST), and
+ *   errors. A local close cancels pending I/O with CancelIoEx before closesocket; the stream is
+ *   released only when its last pending operation has completed, then on_close runs once.
+ *
+ * Threads: callbacks of one stream never run concurrently (each stream has a lock that is held
+ * during its callbacks); they run on port threads, or on the thread of a wsx_stream_* call whose
+ * operation completed inline. Do not call into another stream from a callback while that stream's
+ * thread may call into this one.
+ */
+#ifndef WSX_STREAM_H
+#define WSX_STREAM_H
+
+#include "wsx/common.h"
+#include "wsx/buf.h"
+#include "wsx/error.h"
+#include "wsx/op.h"
+#include "wsx/port.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct wsx_stream wsx_stream;
+
+typedef struct wsx_stream_callbacks {
+    /* Data arrived in buf->data[buf->off..buf->len). The buffer now belongs to the callee: send it
+     * on (wsx_stream_send_buf) or give it back (wsx_buf_put). Required. */
+    void (*on_data)(wsx_stream *s, wsx_buf *buf);
+    /* The peer sent FIN. NULL: finish sending what is queued, then FIN and close. */
+    void (*on_eof)(wsx_stream *s);
+    /* Once, when the stream is gone: socket closed and no operation pending. `why` is the first
+     * failure (kind aborted-locally for wsx_stream_reset), or kind ok/eof for an orderly end. */
+    void (*on_close)(wsx_stream *s, const wsx_status *why);
+    /* Optional: every completion of this stream, after classification (debugging, tracing). */
+    void (*on_complete)(wsx_stream *s, wsx_op_kind kind, const wsx_status *st);
+} wsx_stream_callbacks;
+
+typedef struct wsx_stream_opts {
+    size_t max_queued;   /* send-queue bytes above which reading pauses; 0 = 4 buffers */
+    int zero_byte_reads; /* idle connections hold no buffer */
+    int skip_on_success; /* complete operations that succeed at once inline */
+} wsx_stream_opts;
+
+typedef struct wsx_stream_info {
+    size_t queued;       /* bytes waiting to be sent */
+    size_t max_queued;   /* the cap in effect */
+    size_t peak_queued;  /* highest `queued` seen */
+    int pending;         /* operations the kernel owns */
+    int skip_on_success; /* whether skip-on-success took effect */
+    int reading_paused;  /* backpressure holds reads */
+    unsigned long long bytes_in, bytes_out;
+} wsx_stream_info;
+
+/* Take over a connected socket (SO_UPDATE_ACCEPT/CONNECT_CONTEXT already set): associate it with
+ * the port and start reading. On failure the socket is closed and *out is NULL.
+ * Returns 0, WSAEINVAL, WSAENOBUFS, or the association error. */
+WSX_API int wsx_stream_open(wsx_port *port, SOCKET s, const wsx_stream_opts *opts,
+                            const wsx_stream_callbacks *cb, void *user, wsx_stream **out);
+
+/* Queue a copy of data. Returns 0, WSAESHUTDOWN after shutdown/close, WSAENOBUFS. */
+WSX_API int wsx_stream_send(wsx_stream *s, const void *data, size_t len);
+
+/* Queue a buffer (from the port's pool or any wsx pool); the stream owns it from now on, also on
+ * error. */
+WSX_API int wsx_stream_send_buf(wsx_stream *s, wsx_buf *buf);
+
+/* Half-close: after the queue is sent, shutdown(SD_SEND). Reading goes on. */
+WSX_API int wsx_stream_shutdown(wsx_stream *s);
+
+/* Graceful close: stop reading, send what is queued, FIN, close. */
+WSX_API int wsx_stream_close(wsx_stream *s);
+
+/* Abortive close: drop the queue, SO_LINGER {1,0}, cancel, close: the peer gets RST. */
+WSX_API int wsx_stream_reset(wsx_stream *s);
+
+WSX_API void *wsx_stream_user(const wsx_stream *s);
+WSX_API SOCKET wsx_stream_socket(const wsx_stream *s);
+WSX_API wsx_port *wsx_stream_port(const wsx_stream *s);
+WSX_API void wsx_stream_get_info(wsx_stream *s, wsx_stream_info *out);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,252 @@
+#include "internal.h"
+
+#include <stdlib.h>
+
+#define BATCH 64
+
+/* Inline completions wait here until the thread is back at a delivery boundary. */
+static WSX_TLS wsx_op *inline_head;
+static WSX_TLS wsx_op *inline_tail;
+static WSX_TLS int delivering;
+
+int wsx_port_create(wsx_port **out, const wsx_port_opts *opts)
+{
+    wsx_port *p;
+    int err;
+
+    if (out == NULL)
+        return WSAEINVAL;
+    *out = NULL;
+    p = calloc(1, sizeof *p);
+    if (p == NULL)
+        return WSAENOBUFS;
+    p->inline_cap = opts && opts->inline_cap ? opts->inline_cap : 16;
+    InitializeSRWLock(&p->streams_lock);
+    err = wsx_buf_pool_create(&p->bufs, opts && opts->buffer_size ? opts->buffer_size : 65536,
+                              opts ? opts->max_buffers : 0);
+    if (err) {
+        free(p);
+        return err;
+    }
+    p->iocp = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 0);
+    if (p->iocp == NULL) {
+        err = wsx_error_from_win32(GetLastError());
+        wsx_buf_pool_destroy(p->bufs);
+        free(p);
+        return err;
+    }
+    *out = p;
+    return 0;
+}
+
+int wsx_port_associate(wsx_port *p, SOCKET s, int skip_on_success, int *skip_set)
+{
+    if (skip_set)
+        *skip_set = 0;
+    if (p == NULL || s == INVALID_SOCKET)
+        return WSAEINVAL;
+    if (CreateIoCompletionPort((HANDLE)s, p->iocp, WSX_KEY_IO, 0) == NULL)
+        return wsx_error_from_win32(GetLastError());
+    if (skip_on_success &&
+        SetFileCompletionNotificationModes((HANDLE)s, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
+                                                          FILE_SKIP_SET_EVENT_ON_HANDLE) &&
+        skip_set)
+        *skip_set = 1;
+    return 0;
+}
+
+static void deliver(wsx_op *op, DWORD bytes)
+{
+    wsx_port *p = op->port;
+    wsx_status st;
+
+    InterlockedExchange(&op->posted, 0);
+    if (op->owner_gen && *op->owner_gen != op->gen) {
+        /* The owner was closed and reused since this op was posted: not its completion. */
+        InterlockedIncrement64(&p->stale_dropped);
+        return;
+    }
+    if (op->sync_wsa)
+        st = wsx_status_from_wsa(op->sync_wsa);
+    else
+        st = wsx_status_from_overlapped(&op->ov, bytes, op->is_read);
+    op->fn(op, &st);
+}
+
+static void drain_inline(void)
+{
+    while (inline_head) {
+        wsx_op *op = inline_head;
+        inline_head = op->inline_next;
+        if (inline_head == NULL)
+            inline_tail = NULL;
+        op->inline_next = NULL;
+        deliver(op, (DWORD)op->ov.InternalHigh);
+    }
+}
+
+void wsx__port_flush(void)
+{
+    if (delivering || inline_head == NULL)
+        return;
+    delivering = 1;
+    drain_inline();
+    delivering = 0;
+}
+
+void wsx__port_complete(wsx_op *op, DWORD bytes, LONG status, int sync_wsa)
+{
+    wsx_port *p = op->port;
+
+    op->ov.Internal = (ULONG_PTR)(ULONG)status;
+    op->ov.InternalHigh = bytes;
+    op->sync_wsa = sync_wsa;
+    if (op->streak && *op->streak >= p->inline_cap) {
+        /* Fairness: this owner had its run; its next completion waits its turn in the port. */
+        *op->streak = 0;
+        if (PostQueuedCompletionStatus(p->iocp, bytes, WSX_KEY_IO, &op->ov)) {
+            InterlockedIncrement64(&p->requeued);
+            return;
+        }
+    }
+    if (op->streak)
+        (*op->streak)++;
+    InterlockedIncrement64(&p->inline_done);
+    op->completed_inline = 1;
+    op->inline_next = NULL;
+    if (inline_tail)
+        inline_tail->inline_next = op;
+    else
+        inline_head = op;
+    inline_tail = op;
+}
+
+static int port_batch(wsx_port *p, DWORD timeout)
+{
+    OVERLAPPED_ENTRY e[BATCH];
+    ULONG n = 0;
+    int stops = 0;
+    int outer = !delivering;
+
+    if (!GetQueuedCompletionStatusEx(p->iocp, e, BATCH, &n, timeout, FALSE)) {
+        DWORD err = GetLastError();
+        return err == WAIT_TIMEOUT ? WSAETIMEDOUT : wsx_error_from_win32(err);
+    }
+    delivering = 1;
+    for (ULONG i = 0; i < n; i++) {
+        if (e[i].lpOverlapped == NULL) {
+            stops += e[i].lpCompletionKey == WSX_KEY_STOP;
+            continue;
+        }
+        InterlockedIncrement64(&p->dequeued);
+        deliver(CONTAINING_RECORD(e[i].lpOverlapped, wsx_op, ov), e[i].dwNumberOfBytesTransferred);
+        drain_inline();
+    }
+    if (outer)
+        delivering = 0;
+    /* One sentinel stops one worker: hand the extras of this batch to the others. */
+    for (int k = 1; k < stops; k++)
+        PostQueuedCompletionStatus(p->iocp, 0, WSX_KEY_STOP, NULL);
+    return stops ? WSAESHUTDOWN : 0;
+}
+
+int wsx_port_poll(wsx_port *p, DWORD timeout_ms)
+{
+    if (p == NULL)
+        return WSAEINVAL;
+    wsx__port_flush();
+    return port_batch(p, timeout_ms);
+}
+
+static DWORD WINAPI worker_main(void *arg)
+{
+    wsx_port *p = arg;
+    int rc;
+
+    do {
+        rc = port_batch(p, INFINITE);
+    } while (rc != WSAESHUTDOWN && rc != WSAENOTSOCK && rc != WSA_INVALID_HANDLE);
+    return 0;
+}
+
+int wsx_port_start(wsx_port *p, int n)
+{
+    if (p == NULL || n < 1 || p->nthreads + n > WSX_MAX_WORKERS)
+        return WSAEINVAL;
+    for (int i = 0; i < n; i++) {
+        HANDLE t = CreateThread(NULL, 0, worker_main, p, 0, &p->thread_ids[p->nthreads]);
+        if (t == NULL)
+            return wsx_error_from_win32(GetLastError());
+        p->threads[p->nthreads++] = t;
+    }
+    return 0;
+}
+
+int wsx_port_stop(wsx_port *p)
+{
+    DWORD self = GetCurrentThreadId();
+
+    if (p == NULL)
+        return WSAEINVAL;
+    for (int i = 0; i < p->nthreads; i++)
+        if (p->thread_ids[i] == self)
+            return WSAEINVAL;
+    for (int i = 0; i < p->nthreads; i++)
+        PostQueuedCompletionStatus(p->iocp, 0, WSX_KEY_STOP, NULL);
+    for (int i = 0; i < p->nthreads; i++) {
+        WaitForSingleObject(p->threads[i], INFINITE);
+        CloseHandle(p->threads[i]);
+    }
+    p->nthreads = 0;
+    return 0;
+}
+
+int wsx_port_post(wsx_port *p, wsx_op *op, DWORD bytes, LONG status)
+{
+    int err;
+
+    if (p == NULL || op == NULL)
+        return WSAEINVAL;
+    err = wsx_op_begin(op);
+    if (err)
+        return err;
+    op->port = p;
+    op->ov.Internal = (ULONG_PTR)(ULONG)status;
+    if (!PostQueuedCompletionStatus(p->iocp, bytes, WSX_KEY_IO, &op->ov)) {
+        wsx_op_cancel_begin(op);
+        return wsx_error_from_win32(GetLastError());
+    }
+    return 0;
+}
+
+void wsx_port_get_stats(wsx_port *p, wsx_port_stats *out)
+{
+    out->dequeued = InterlockedCompareExchange64(&p->dequeued, 0, 0);
+    out->inline_done = InterlockedCompareExchange64(&p->inline_done, 0, 0);
+    out->requeued = InterlockedCompareExchange64(&p->requeued, 0, 0);
+    out->stale_dropped = InterlockedCompareExchange64(&p->stale_dropped, 0, 0);
+}
+
+HANDLE wsx_port_handle(wsx_port *p)
+{
+    return p ? p->iocp : NULL;
+}
+
+wsx_buf_pool *wsx_port_buffers(wsx_port *p)
+{
+    return p ? p->bufs : NULL;
+}
+
+int wsx_port_destroy(wsx_port *p)
+{
+    if (p == NULL)
+        return 0;
+    if (p->live_streams != 0)
+        return WSAEINPROGRESS;
+    wsx_port_stop(p);
+    wsx__stream_free_all(p);
+    CloseHandle(p->iocp);
+    wsx_buf_pool_destroy(p->bufs);
+    free(p);
+    return 0;
+}

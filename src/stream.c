@@ -1,0 +1,621 @@
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+#define MAX_GATHER 16
+
+struct wsx_stream {
+    CRITICAL_SECTION lock;
+    int depth; /* lock recursion: the stream may finish only at the outermost level */
+    wsx_port *port;
+    SOCKET sock;
+    volatile LONG gen;
+    wsx_op rop, wop;
+    unsigned streak;
+    int pending;
+    unsigned zero : 1, skip : 1, eof : 1, shut_req : 1, shut_done : 1, close_req : 1, closed : 1,
+        finished : 1, why_set : 1, throttled : 1;
+    wsx_buf *rbuf;
+    wsx__sendq q;
+    WSABUF wb[MAX_GATHER];
+    size_t max_queued, peak_queued;
+    unsigned long long bytes_in, bytes_out;
+    wsx_status why;
+    wsx_stream_callbacks cb;
+    void *user;
+    struct wsx_stream *next_free, *next_all;
+};
+
+/* The buffer of a zero-byte read: WSARecv wants a WSABUF, the kernel keeps no bytes of it. */
+static char zero_byte[1];
+
+void wsx__sendq_push(wsx__sendq *q, wsx_buf *b)
+{
+    b->next = NULL;
+    if (q->tail)
+        q->tail->next = b;
+    else
+        q->head = b;
+    q->tail = b;
+    q->queued += b->len - b->off;
+}
+
+int wsx__sendq_gather(const wsx__sendq *q, WSABUF *wb, int max, DWORD *total)
+{
+    int n = 0;
+
+    *total = 0;
+    for (wsx_buf *b = q->head; b && n < max; b = b->next) {
+        if (b->len == b->off)
+            continue;
+        wb[n].buf = b->data + b->off;
+        wb[n].len = b->len - b->off;
+        *total += wb[n].len;
+        n++;
+    }
+    return n;
+}
+
+void wsx__sendq_advance(wsx__sendq *q, DWORD n)
+{
+    while (q->head) {
+        wsx_buf *b = q->head;
+        DWORD left = b->len - b->off;
+        DWORD take = n < left ? n : left;
+        b->off += take;
+        q->queued -= take;
+        n -= take;
+        if (b->off < b->len)
+            break; /* partial: the rest of this buffer goes first next time */
+        q->head = b->next;
+        if (q->head == NULL)
+            q->tail = NULL;
+        wsx_buf_put(b);
+    }
+}
+
+void wsx__sendq_clear(wsx__sendq *q)
+{
+    while (q->head) {
+        wsx_buf *b = q->head;
+        q->head = b->next;
+        wsx_buf_put(b);
+    }
+    q->tail = NULL;
+    q->queued = 0;
+}
+
+static void on_recv(wsx_op *op, const wsx_status *st);
+static void on_send(wsx_op *op, const wsx_status *st);
+
+static wsx_stream *stream_alloc(wsx_port *p)
+{
+    wsx_stream *s;
+
+    AcquireSRWLockExclusive(&p->streams_lock);
+    s = p->free_streams;
+    if (s) {
+        p->free_streams = s->next_free;
+    } else {
+        s = calloc(1, sizeof *s);
+        if (s) {
+            InitializeCriticalSection(&s->lock);
+            s->next_all = p->all_streams;
+            p->all_streams = s;
+        }
+    }
+    if (s)
+        InterlockedIncrement(&p->live_streams);
+    ReleaseSRWLockExclusive(&p->streams_lock);
+    return s;
+}
+
+/* Back to the port's free list with a new generation: a completion still addressed to the old
+ * one is dropped by the port. */
+static void stream_release(wsx_stream *s)
+{
+    wsx_port *p = s->port;
+
+    InterlockedIncrement(&s->gen);
+    AcquireSRWLockExclusive(&p->streams_lock);
+    s->next_free = p->free_streams;
+    p->free_streams = s;
+    InterlockedDecrement(&p->live_streams);
+    ReleaseSRWLockExclusive(&p->streams_lock);
+}
+
+void wsx__stream_free_all(wsx_port *p)
+{
+    while (p->all_streams) {
+        wsx_stream *s = p->all_streams;
+        p->all_streams = s->next_all;
+        DeleteCriticalSection(&s->lock);
+        free(s);
+    }
+    p->free_streams = NULL;
+}
+
+static void s_enter(wsx_stream *s)
+{
+    EnterCriticalSection(&s->lock);
+    s->depth++;
+}
+
+/* Leaving the outermost level of a closed stream with nothing pending ends it. */
+static void s_leave(wsx_stream *s)
+{
+    int release = 0;
+
+    if (s->depth == 1 && s->closed && s->pending == 0 && !s->finished) {
+        s->finished = 1;
+        wsx_buf_put(s->rbuf);
+        s->rbuf = NULL;
+        wsx__sendq_clear(&s->q);
+        if (!s->why_set) {
+            memset(&s->why, 0, sizeof s->why);
+            s->why.kind = s->eof ? WSX_KIND_EOF : WSX_KIND_OK;
+        }
+        if (s->cb.on_close)
+            s->cb.on_close(s, &s->why);
+        release = 1;
+    }
+    s->depth--;
+    LeaveCriticalSection(&s->lock);
+    if (release)
+        stream_release(s);
+}
+
+static void set_why(wsx_stream *s, const wsx_status *st)
+{
+    if (!s->why_set) {
+        s->why = *st;
+        s->why_set = 1;
+    }
+}
+
+/* Rule: cancel before closesocket. Wine does not complete a pending send to a peer that is not
+ * reading on closesocket alone, and pending ops are counted so the memory outlives them. */
+static void close_socket(wsx_stream *s, int abortive)
+{
+    if (s->closed)
+        return;
+    s->closed = 1;
+    if (abortive) {
+        struct linger lg = {1, 0}; /* closesocket then sends RST and drops unsent data */
+        setsockopt(s->sock, SOL_SOCKET, SO_LINGER, (char *)&lg, sizeof lg);
+    }
+    if (s->pending)
+        CancelIoEx((HANDLE)s->sock, NULL);
+    closesocket(s->sock);
+    s->sock = INVALID_SOCKET;
+}
+
+static void fail(wsx_stream *s, const wsx_status *st)
+{
+    set_why(s, st);
+    wsx__sendq_clear(&s->q);
+    /* A local failure tells the peer with RST; a peer that reset needs nothing more. */
+    close_socket(s, st->kind != WSX_KIND_PEER_RESET);
+}
+
+static void fail_wsa(wsx_stream *s, int wsa)
+{
+    wsx_status st = wsx_status_from_wsa(wsa);
+    fail(s, &st);
+}
+
+/* Posted: a completion will come through the port, or (skip-on-success, or an immediate
+ * failure that queues no packet) inline. Either way it is counted as pending until delivered. */
+static void posted(wsx_stream *s, wsx_op *op, int rc, DWORD n)
+{
+    if (rc == 0) {
+        if (s->skip)
+            wsx__port_complete(op, n, 0, 0);
+        return;
+    }
+    rc = WSAGetLastError();
+    if (rc != WSA_IO_PENDING)
+        wsx__port_complete(op, 0, 0, rc);
+}
+
+static void read_next(wsx_stream *s)
+{
+    WSABUF wb;
+    DWORD flags = 0, n = 0;
+    DWORD size = wsx_buf_pool_size(s->port->bufs);
+    int rc;
+
+    if (s->rop.posted || s->closed || s->eof || s->close_req)
+        return;
+    if (s->q.queued + size > s->max_queued) {
+        s->throttled = 1; /* backpressure: resumes when the queue drains (on_send) */
+        return;
+    }
+    s->throttled = 0;
+    if (s->zero) {
+        wb.buf = zero_byte;
+        wb.len = 0;
+    } else {
+        s->rbuf = wsx_buf_get(s->port->bufs);
+        if (s->rbuf == NULL) {
+            fail_wsa(s, WSAENOBUFS);
+            return;
+        }
+        wb.buf = s->rbuf->data;
+        wb.len = s->rbuf->cap;
+    }
+    if (wsx_op_begin(&s->rop) != 0)
+        return;
+    s->rop.port = s->port;
+    s->pending++;
+    rc = WSARecv(s->sock, &wb, 1, &n, &flags, &s->rop.ov, NULL);
+    posted(s, &s->rop, rc, n); /* after the call: n is written by it */
+}
+
+static void write_next(wsx_stream *s)
+{
+    DWORD total = 0, n = 0;
+    int count, rc;
+
+    if (s->wop.posted || s->closed || s->q.head == NULL)
+        return;
+    count = wsx__sendq_gather(&s->q, s->wb, MAX_GATHER, &total);
+    if (count == 0 || wsx_op_begin(&s->wop) != 0)
+        return;
+    s->wop.port = s->port;
+    s->pending++;
+    rc = WSASend(s->sock, s->wb, (DWORD)count, &n, 0, &s->wop.ov, NULL);
+    posted(s, &s->wop, rc, n);
+}
+
+/* Half-close once the queue is out; close once both directions are done or a close was asked. */
+static void check_done(wsx_stream *s)
+{
+    if (s->closed || s->q.head || s->wop.posted)
+        return;
+    if (s->shut_req && !s->shut_done) {
+        shutdown(s->sock, SD_SEND);
+        s->shut_done = 1;
+    }
+    if ((s->eof && s->shut_done) || s->close_req)
+        close_socket(s, 0);
+}
+
+static void got_eof(wsx_stream *s)
+{
+    s->eof = 1;
+    if (s->cb.on_eof)
+        s->cb.on_eof(s);
+    else
+        s->shut_req = 1;
+}
+
+static void got_data(wsx_stream *s, wsx_buf *b)
+{
+    s->bytes_in += b->len - b->off;
+    s->cb.on_data(s, b);
+}
+
+/* Our own close turned this completion into an error: it is a local abort, whatever the code
+ * (a reset and a local disconnect are both 64 to GetQueuedCompletionStatus). */
+static wsx_status classify(wsx_stream *s, wsx_op *op, const wsx_status *st)
+{
+    wsx_status r = *st;
+
+    if (!op->completed_inline)
+        s->streak = 0;
+    s->pending--;
+    if (r.wsa != 0 && (s->closed || s->close_req))
+        r.kind = WSX_KIND_ABORTED;
+    if (s->cb.on_complete)
+        s->cb.on_complete(s, (wsx_op_kind)op->kind, &r);
+    return r;
+}
+
+/* A zero-byte read completed: data (or FIN) is waiting; take it without blocking. */
+static void take_ready_data(wsx_stream *s)
+{
+    wsx_buf *b = wsx_buf_get(s->port->bufs);
+    int n;
+
+    if (b == NULL) {
+        fail_wsa(s, WSAENOBUFS);
+        return;
+    }
+    n = recv(s->sock, b->data, (int)b->cap, 0);
+    if (n > 0) {
+        b->len = (DWORD)n;
+        got_data(s, b);
+        return;
+    }
+    wsx_buf_put(b);
+    if (n == 0) {
+        got_eof(s);
+    } else {
+        int err = WSAGetLastError();
+        if (err != WSAEWOULDBLOCK)
+            fail_wsa(s, err);
+    }
+}
+
+static void on_recv(wsx_op *op, const wsx_status *st)
+{
+    wsx_stream *s = op->owner;
+    wsx_status r;
+    wsx_buf *b;
+
+    s_enter(s);
+    r = classify(s, op, st);
+    b = s->rbuf;
+    s->rbuf = NULL;
+    if (s->closed || (s->close_req && r.wsa != 0)) {
+        wsx_buf_put(b);
+    } else if (r.wsa != 0) {
+        wsx_buf_put(b);
+        fail(s, &r);
+    } else if (s->close_req) {
+        wsx_buf_put(b); /* closing: what still arrives is not delivered */
+    } else if (s->zero) {
+        take_ready_data(s);
+    } else if (r.bytes == 0) {
+        wsx_buf_put(b);
+        got_eof(s);
+    } else {
+        b->len = r.bytes;
+        got_data(s, b);
+    }
+    read_next(s);
+    check_done(s);
+    s_leave(s);
+}
+
+static void on_send(wsx_op *op, const wsx_status *st)
+{
+    wsx_stream *s = op->owner;
+    wsx_status r;
+
+    s_enter(s);
+    r = classify(s, op, st);
+    if (!s->closed) {
+        if (r.wsa != 0) {
+            fail(s, &r);
+        } else {
+            s->bytes_out += r.bytes;
+            wsx__sendq_advance(&s->q, r.bytes);
+            write_next(s);
+            if (s->throttled)
+                read_next(s);
+            check_done(s);
+        }
+    }
+    s_leave(s);
+}
+
+static void track_peak(wsx_stream *s)
+{
+    if (s->q.queued > s->peak_queued)
+        s->peak_queued = s->q.queued;
+}
+
+int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
+                    const wsx_stream_callbacks *cb, void *user, wsx_stream **out)
+{
+    wsx_stream *s;
+    int err, skip = 0;
+
+    if (out)
+        *out = NULL;
+    if (port == NULL || sock == INVALID_SOCKET || cb == NULL || cb->on_data == NULL ||
+        out == NULL) {
+        if (sock != INVALID_SOCKET)
+            closesocket(sock);
+        return WSAEINVAL;
+    }
+    s = stream_alloc(port);
+    if (s == NULL) {
+        closesocket(sock);
+        return WSAENOBUFS;
+    }
+    err = wsx_port_associate(port, sock, opts && opts->skip_on_success, &skip);
+    if (err == 0 && opts && opts->zero_byte_reads) {
+        u_long on = 1; /* the read after a zero-byte completion must not block */
+        if (ioctlsocket(sock, FIONBIO, &on) != 0)
+            err = WSAGetLastError();
+    }
+    if (err) {
+        closesocket(sock);
+        AcquireSRWLockExclusive(&port->streams_lock);
+        s->next_free = port->free_streams;
+        port->free_streams = s;
+        InterlockedDecrement(&port->live_streams);
+        ReleaseSRWLockExclusive(&port->streams_lock);
+        return err;
+    }
+    s_enter(s);
+    s->port = port;
+    s->sock = sock;
+    s->streak = 0;
+    s->pending = 0;
+    s->zero = opts && opts->zero_byte_reads;
+    s->skip = skip != 0;
+    s->eof = s->shut_req = s->shut_done = s->close_req = s->closed = 0;
+    s->finished = s->why_set = s->throttled = 0;
+    s->rbuf = NULL;
+    memset(&s->q, 0, sizeof s->q);
+    s->max_queued =
+        opts && opts->max_queued ? opts->max_queued : 4 * (size_t)wsx_buf_pool_size(port->bufs);
+    if (s->max_queued < wsx_buf_pool_size(port->bufs))
+        s->max_queued = wsx_buf_pool_size(port->bufs); /* room for one read, or none would run */
+    s->peak_queued = 0;
+    s->bytes_in = s->bytes_out = 0;
+    s->cb = *cb;
+    s->user = user;
+    wsx_op_init(&s->rop, WSX_OP_RECV, on_recv, s, &s->gen);
+    wsx_op_init(&s->wop, WSX_OP_SEND, on_send, s, &s->gen);
+    s->rop.streak = &s->streak;
+    s->wop.streak = &s->streak;
+    s->rop.is_read = !s->zero; /* a zero-byte read's 0 bytes are not EOF */
+    *out = s;
+    read_next(s);
+    s_leave(s);
+    wsx__port_flush();
+    return 0;
+}
+
+static int can_send(wsx_stream *s)
+{
+    return !s->closed && !s->shut_req && !s->close_req;
+}
+
+int wsx_stream_send_buf(wsx_stream *s, wsx_buf *b)
+{
+    int err = 0;
+
+    if (s == NULL || b == NULL) {
+        wsx_buf_put(b);
+        return WSAEINVAL;
+    }
+    s_enter(s);
+    if (!can_send(s)) {
+        wsx_buf_put(b);
+        err = WSAESHUTDOWN;
+    } else if (b->len == b->off) {
+        wsx_buf_put(b);
+    } else {
+        wsx__sendq_push(&s->q, b);
+        track_peak(s);
+        write_next(s);
+    }
+    s_leave(s);
+    wsx__port_flush();
+    return err;
+}
+
+int wsx_stream_send(wsx_stream *s, const void *data, size_t len)
+{
+    wsx__sendq chunks;
+    const char *p = data;
+    int err = 0;
+
+    if (s == NULL || (data == NULL && len > 0))
+        return WSAEINVAL;
+    memset(&chunks, 0, sizeof chunks);
+    /* Take every buffer first, so a failure queues nothing. */
+    while (len > 0) {
+        wsx_buf *b = wsx_buf_get(s->port->bufs);
+        if (b == NULL) {
+            wsx__sendq_clear(&chunks);
+            return WSAENOBUFS;
+        }
+        b->len = len < b->cap ? (DWORD)len : b->cap;
+        memcpy(b->data, p, b->len);
+        p += b->len;
+        len -= b->len;
+        wsx__sendq_push(&chunks, b);
+    }
+    s_enter(s);
+    if (!can_send(s)) {
+        wsx__sendq_clear(&chunks);
+        err = WSAESHUTDOWN;
+    } else if (chunks.head) {
+        if (s->q.tail)
+            s->q.tail->next = chunks.head;
+        else
+            s->q.head = chunks.head;
+        s->q.tail = chunks.tail;
+        s->q.queued += chunks.queued;
+        track_peak(s);
+        write_next(s);
+    }
+    s_leave(s);
+    wsx__port_flush();
+    return err;
+}
+
+int wsx_stream_shutdown(wsx_stream *s)
+{
+    int err = 0;
+
+    if (s == NULL)
+        return WSAEINVAL;
+    s_enter(s);
+    if (s->closed)
+        err = WSAENOTCONN;
+    else
+        s->shut_req = 1;
+    check_done(s);
+    s_leave(s);
+    wsx__port_flush();
+    return err;
+}
+
+int wsx_stream_close(wsx_stream *s)
+{
+    int err = 0;
+
+    if (s == NULL)
+        return WSAEINVAL;
+    s_enter(s);
+    if (s->closed) {
+        err = WSAENOTCONN;
+    } else {
+        s->close_req = 1;
+        s->shut_req = 1;
+        if (s->rop.posted)
+            CancelIoEx((HANDLE)s->sock, &s->rop.ov);
+        check_done(s);
+    }
+    s_leave(s);
+    wsx__port_flush();
+    return err;
+}
+
+int wsx_stream_reset(wsx_stream *s)
+{
+    int err = 0;
+
+    if (s == NULL)
+        return WSAEINVAL;
+    s_enter(s);
+    if (s->closed) {
+        err = WSAENOTCONN;
+    } else {
+        wsx_status st = wsx_status_from_wsa(WSA_OPERATION_ABORTED);
+        set_why(s, &st);
+        wsx__sendq_clear(&s->q);
+        close_socket(s, 1);
+    }
+    s_leave(s);
+    wsx__port_flush();
+    return err;
+}
+
+void *wsx_stream_user(const wsx_stream *s)
+{
+    return s ? s->user : NULL;
+}
+
+SOCKET wsx_stream_socket(const wsx_stream *s)
+{
+    return s ? s->sock : INVALID_SOCKET;
+}
+
+wsx_port *wsx_stream_port(const wsx_stream *s)
+{
+    return s ? s->port : NULL;
+}
+
+void wsx_stream_get_info(wsx_stream *s, wsx_stream_info *out)
+{
+    EnterCriticalSection(&s->lock);
+    out->queued = s->q.queued;
+    out->max_queued = s->max_queued;
+    out->peak_queued = s->peak_queued;
+    out->pending = s->pending;
+    out->skip_on_success = s->skip;
+    out->reading_paused = s->throttled;
+    out->bytes_in = s->bytes_in;
+    out->bytes_out = s->bytes_out;
+    LeaveCriticalSection(&s->lock);
+}

@@ -1,0 +1,197 @@
+#include "helpers.h"
+
+TestSuite(port, .init = t_startup, .timeout = 60);
+
+typedef struct hits {
+    volatile LONG count;
+    wsx_status last;
+    DWORD sleep_ms;
+} hits;
+
+static void count_fn(wsx_op *op, const wsx_status *st)
+{
+    hits *h = op->user;
+    h->last = *st;
+    if (h->sleep_ms)
+        Sleep(h->sleep_ms);
+    InterlockedIncrement(&h->count);
+}
+
+static wsx_port *new_port(unsigned inline_cap)
+{
+    wsx_port *p = NULL;
+    wsx_port_opts o = {inline_cap, 4096, 0};
+    cr_assert_eq(wsx_port_create(&p, &o), 0);
+    return p;
+}
+
+/* A completion addressed to an owner that has moved to a new generation is dropped. */
+Test(port, stale_generation_is_dropped)
+{
+    wsx_port *p = new_port(0);
+    volatile LONG gen = 1;
+    hits h = {0};
+    wsx_op op;
+    wsx_port_stats s;
+
+    wsx_op_init(&op, WSX_OP_USER, count_fn, NULL, &gen);
+    op.user = &h;
+    cr_assert_eq(wsx_port_post(p, &op, 5, 0), 0);
+    gen = 2; /* the owner was closed and reused while the completion was queued */
+    cr_assert_eq(wsx_port_poll(p, 1000), 0);
+    cr_assert_eq(h.count, 0, "stale completion delivered");
+    wsx_port_get_stats(p, &s);
+    cr_assert_eq(s.stale_dropped, 1);
+    cr_assert_eq(wsx_op_is_posted(&op), 0, "the op is free again");
+
+    cr_assert_eq(wsx_port_post(p, &op, 5, (LONG)0xC000020DL), 0);
+    cr_assert_eq(wsx_port_poll(p, 1000), 0);
+    cr_assert_eq(h.count, 1);
+    cr_assert_eq(h.last.bytes, 5);
+    cr_assert_eq(h.last.wsa, WSAECONNRESET);
+    cr_assert_eq(h.last.kind, WSX_KIND_PEER_RESET);
+    cr_assert_eq(wsx_port_poll(p, 10), WSAETIMEDOUT);
+    cr_assert_eq(wsx_port_destroy(p), 0);
+}
+
+Test(port, double_post_is_refused)
+{
+    wsx_port *p = new_port(0);
+    hits h = {0};
+    wsx_op op;
+
+    wsx_op_init(&op, WSX_OP_USER, count_fn, NULL, NULL);
+    op.user = &h;
+    cr_assert_eq(wsx_port_post(p, &op, 0, 0), 0);
+    cr_assert_eq(wsx_port_post(p, &op, 0, 0), WSAEALREADY);
+    cr_assert_eq(wsx_port_poll(p, 1000), 0);
+    cr_assert_eq(wsx_port_poll(p, 10), WSAETIMEDOUT, "only one packet was queued");
+    cr_assert_eq(h.count, 1);
+    cr_assert_eq(wsx_port_destroy(p), 0);
+}
+
+/* Stop while every worker is inside a slow handler: stop returns once all have exited. The port
+ * is FIFO, so what was queued before the sentinels is handled first, exactly once. */
+Test(port, stop_with_busy_workers_joins_all)
+{
+    enum { N = 200 };
+    wsx_port *p = new_port(0);
+    static wsx_op ops[N];
+    hits h = {0};
+    LONG before;
+
+    h.sleep_ms = 5;
+    for (int i = 0; i < N; i++) {
+        wsx_op_init(&ops[i], WSX_OP_USER, count_fn, NULL, NULL);
+        ops[i].user = &h;
+    }
+    cr_assert_eq(wsx_port_start(p, 4), 0);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(wsx_port_post(p, &ops[i], 0, 0), 0);
+    Sleep(20);
+    cr_assert_lt(h.count, N, "workers are busy when stop is called");
+    cr_assert_eq(wsx_port_stop(p), 0);
+    before = h.count;
+    cr_assert_eq(before, N, "packets queued before the stop were handled first");
+    Sleep(50);
+    cr_assert_eq(h.count, before, "no worker runs after stop returned");
+    cr_assert_eq(wsx_port_poll(p, 0), WSAETIMEDOUT, "nothing delivered twice, no sentinel left");
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(wsx_op_is_posted(&ops[i]), 0);
+    cr_assert_eq(wsx_port_destroy(p), 0);
+}
+
+/* Idle workers may dequeue several sentinels in one batch; the extras are passed on, so every
+ * worker exits. Repeated to give the batching a chance. */
+Test(port, stop_idle_workers_repeatedly)
+{
+    for (int round = 0; round < 20; round++) {
+        wsx_port *p = new_port(0);
+        cr_assert_eq(wsx_port_start(p, 8), 0);
+        cr_assert_eq(wsx_port_stop(p), 0);
+        cr_assert_eq(wsx_port_poll(p, 0), WSAETIMEDOUT, "no sentinel left behind");
+        cr_assert_eq(wsx_port_destroy(p), 0);
+    }
+}
+
+/* Inline completions wait for the flush (never run inside the posting call), keep their order,
+ * and past the cap the next goes through the port. */
+Test(port, inline_completions_are_deferred_and_capped)
+{
+    wsx_port *p = new_port(2);
+    hits h = {0};
+    unsigned streak = 0;
+    wsx_op a, b, c;
+    wsx_port_stats s;
+    wsx_op *ops[3] = {&a, &b, &c};
+
+    for (int i = 0; i < 3; i++) {
+        wsx_op_init(ops[i], WSX_OP_RECV, count_fn, NULL, NULL);
+        ops[i]->user = &h;
+        ops[i]->streak = &streak;
+        ops[i]->port = p;
+        cr_assert_eq(wsx_op_begin(ops[i]), 0);
+        wsx__port_complete(ops[i], 10 + (DWORD)i, 0, 0);
+    }
+    cr_assert_eq(h.count, 0, "nothing runs inside the posting call");
+    wsx__port_flush();
+    cr_assert_eq(h.count, 2, "two inline, the third was requeued");
+    cr_assert_eq(h.last.bytes, 11);
+    wsx_port_get_stats(p, &s);
+    cr_assert_eq(s.inline_done, 2);
+    cr_assert_eq(s.requeued, 1);
+    cr_assert_eq(wsx_port_poll(p, 1000), 0);
+    cr_assert_eq(h.count, 3);
+    cr_assert_eq(h.last.bytes, 12);
+    cr_assert_eq(h.last.kind, WSX_KIND_OK);
+
+    /* An immediate failure is delivered the same way, with its WSA code. */
+    cr_assert_eq(wsx_op_begin(&a), 0);
+    wsx__port_complete(&a, 0, 0, WSAECONNRESET);
+    wsx__port_flush();
+    cr_assert_eq(h.count, 4);
+    cr_assert_eq(h.last.wsa, WSAECONNRESET);
+    cr_assert_eq(h.last.ntstatus, 0);
+    cr_assert_eq(h.last.kind, WSX_KIND_PEER_RESET);
+    cr_assert_eq(wsx_port_destroy(p), 0);
+}
+
+Test(port, bad_arguments)
+{
+    wsx_port *p = new_port(0);
+    cr_assert_eq(wsx_port_create(NULL, NULL), WSAEINVAL);
+    cr_assert_eq(wsx_port_start(p, 0), WSAEINVAL);
+    cr_assert_eq(wsx_port_start(p, 65), WSAEINVAL);
+    cr_assert_eq(wsx_port_associate(p, INVALID_SOCKET, 0, NULL), WSAEINVAL);
+    cr_assert_eq(wsx_port_post(p, NULL, 0, 0), WSAEINVAL);
+    cr_assert_eq(wsx_port_poll(NULL, 0), WSAEINVAL);
+    cr_assert_eq(wsx_port_destroy(p), 0);
+}
+
+Test(port, buffer_pool)
+{
+    wsx_buf_pool *pool;
+    wsx_buf *a, *b, *c;
+
+    cr_assert_eq(wsx_buf_pool_create(&pool, 0, 0), WSAEINVAL);
+    cr_assert_eq(wsx_buf_pool_create(&pool, 1024, 2), 0);
+    a = wsx_buf_get(pool);
+    b = wsx_buf_get(pool);
+    cr_assert_not_null(a);
+    cr_assert_not_null(b);
+    cr_assert_eq(a->cap, 1024);
+    cr_assert_null(wsx_buf_get(pool), "bounded at 2");
+    cr_assert_eq(wsx_buf_pool_outstanding(pool), 2);
+    cr_assert_eq(wsx_buf_pool_destroy(pool), WSAEINPROGRESS, "buffers still out");
+    memset(a->data, 0x5A, a->cap);
+    wsx_buf_put(a);
+    c = wsx_buf_get(pool);
+    cr_assert_eq(c, a, "reused, not allocated");
+    cr_assert_eq(c->off, 0);
+    cr_assert_eq(c->len, 0);
+    cr_assert_eq(wsx_buf_pool_allocated(pool), 2);
+    wsx_buf_put(b);
+    wsx_buf_put(c);
+    wsx_buf_put(NULL);
+    cr_assert_eq(wsx_buf_pool_destroy(pool), 0);
+}

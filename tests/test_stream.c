@@ -1,0 +1,549 @@
+#include "helpers.h"
+
+#include <psapi.h>
+#include <stdlib.h>
+
+TestSuite(stream, .init = t_startup, .timeout = 120);
+
+/* What one stream saw: its end, and the classified completions of each op kind. */
+typedef struct ctx {
+    wsx_stream *s;
+    HANDLE closed;
+    wsx_status why;
+    volatile LONG64 bytes;
+    volatile LONG completions[WSX_OP_COUNT][WSX_KIND_OTHER + 1];
+    int sink; /* count and drop data instead of echoing it */
+} ctx;
+
+static void ctx_init(ctx *c)
+{
+    memset(c, 0, sizeof *c);
+    c->closed = CreateEventW(NULL, TRUE, FALSE, NULL);
+}
+
+static void on_data(wsx_stream *s, wsx_buf *b)
+{
+    ctx *c = wsx_stream_user(s);
+    InterlockedExchangeAdd64(&c->bytes, b->len - b->off);
+    if (c->sink)
+        wsx_buf_put(b);
+    else
+        wsx_stream_send_buf(s, b);
+}
+
+static void on_close(wsx_stream *s, const wsx_status *why)
+{
+    ctx *c = wsx_stream_user(s);
+    c->why = *why;
+    SetEvent(c->closed);
+}
+
+static void on_complete(wsx_stream *s, wsx_op_kind kind, const wsx_status *st)
+{
+    ctx *c = wsx_stream_user(s);
+    InterlockedIncrement(&c->completions[kind][st->kind]);
+}
+
+static const wsx_stream_callbacks echo_cb = {on_data, NULL, on_close, on_complete};
+
+static wsx_port *port_with_workers(int n)
+{
+    wsx_port *p = NULL;
+    cr_assert_eq(wsx_port_create(&p, NULL), 0);
+    cr_assert_eq(wsx_port_start(p, n), 0);
+    return p;
+}
+
+/* A loopback pair: the server side becomes a stream, the client stays a blocking socket. */
+static SOCKET open_pair(wsx_port *p, ctx *c, const wsx_stream_opts *o)
+{
+    SOCKET srv, cli = t_pair("127.0.0.1:0", &srv);
+    cr_assert_eq(wsx_stream_open(p, srv, o, &echo_cb, c, &c->s), 0);
+    return cli;
+}
+
+static void wait_closed(ctx *c, DWORD ms)
+{
+    cr_assert_eq(WaitForSingleObject(c->closed, ms), WAIT_OBJECT_0, "stream not closed in %lu ms",
+                 ms);
+}
+
+static void finish(wsx_port *p)
+{
+    for (int i = 0; i < 200 && wsx_port_destroy(p) != 0; i++)
+        Sleep(10);
+}
+
+static unsigned char pattern(size_t i)
+{
+    return (unsigned char)((i * 7 + i / 65536) % 251);
+}
+
+/* The continuation logic itself: a short completion leaves the rest queued, in order. */
+Test(stream, send_queue_partial_continuation)
+{
+    wsx_buf_pool *pool;
+    wsx__sendq q;
+    WSABUF wb[4];
+    DWORD total;
+    wsx_buf *b[3];
+
+    cr_assert_eq(wsx_buf_pool_create(&pool, 10, 0), 0);
+    memset(&q, 0, sizeof q);
+    for (int i = 0; i < 3; i++) {
+        b[i] = wsx_buf_get(pool);
+        memset(b[i]->data, 'a' + i, 10);
+        b[i]->len = 10;
+        wsx__sendq_push(&q, b[i]);
+    }
+    cr_assert_eq(q.queued, 30);
+    cr_assert_eq(wsx__sendq_gather(&q, wb, 4, &total), 3);
+    cr_assert_eq(total, 30);
+    wsx__sendq_advance(&q, 15); /* a completion for 15 of the 30 posted */
+    cr_assert_eq(q.queued, 15);
+    cr_assert_eq(wsx_buf_pool_outstanding(pool), 2, "the finished buffer went back");
+    cr_assert_eq(wsx__sendq_gather(&q, wb, 4, &total), 2);
+    cr_assert_eq(total, 15);
+    cr_assert_eq(wb[0].len, 5);
+    cr_assert_eq(wb[0].buf[0], 'b', "the rest starts where the kernel stopped");
+    cr_assert_eq(wb[0].buf, b[1]->data + 5);
+    cr_assert_eq(wb[1].buf[0], 'c');
+    cr_assert_eq(wsx__sendq_gather(&q, wb, 1, &total), 1, "gather respects its bound");
+    wsx__sendq_advance(&q, 15);
+    cr_assert_eq(q.queued, 0);
+    cr_assert_null(q.head);
+    cr_assert_eq(wsx_buf_pool_outstanding(pool), 0);
+    cr_assert_eq(wsx_buf_pool_destroy(pool), 0);
+}
+
+/* 64 MiB queued at once to a client that reads slowly at first: all of it arrives, in order. */
+Test(stream, send_64_mib_to_a_slow_reader)
+{
+    enum { TOTAL = 64 << 20 };
+    wsx_port *p = port_with_workers(2);
+    ctx c;
+    wsx_stream_opts o = {0, 0, getenv("NOSKIP") ? 0 : 1};
+    SOCKET cli;
+    unsigned char *data = malloc(TOTAL), *got = malloc(1 << 20);
+    size_t seen = 0;
+    wsx_stream_info info;
+
+    ctx_init(&c);
+    c.sink = 1;
+    cli = open_pair(p, &c, &o);
+    for (size_t i = 0; i < TOTAL; i++)
+        data[i] = pattern(i);
+    cr_assert_eq(wsx_stream_send(c.s, data, TOTAL), 0);
+    free(data);
+    while (seen < TOTAL) {
+        int n = recv(cli, (char *)got, seen < (4u << 20) ? 65536 : (1 << 20), 0);
+        cr_assert_gt(n, 0, "recv after %zu bytes: %d", seen, WSAGetLastError());
+        for (int i = 0; i < n; i++)
+            if (got[i] != pattern(seen + (size_t)i))
+                cr_assert_fail("byte %zu differs: got %u, want %u", seen + (size_t)i, got[i],
+                               pattern(seen + (size_t)i));
+        seen += (size_t)n;
+        if (seen < (4u << 20))
+            Sleep(5);
+    }
+    wsx_stream_get_info(c.s, &info);
+    cr_assert_eq(info.bytes_out, TOTAL);
+    cr_assert_eq(info.queued, 0);
+    cr_assert_eq(wsx_stream_close(c.s), 0);
+    wait_closed(&c, 5000);
+    cr_assert_eq(recv(cli, (char *)got, 1, 0), 0, "FIN after the data");
+    closesocket(cli);
+    free(got);
+    finish(p);
+}
+
+typedef struct pusher {
+    SOCKET s;
+    size_t total;
+    volatile LONG done;
+} pusher;
+
+static DWORD WINAPI push_fn(void *arg)
+{
+    pusher *u = arg;
+    char *buf = malloc(65536);
+    size_t sent = 0;
+
+    while (sent < u->total) {
+        int len = 65536, n;
+        for (int i = 0; i < len; i++)
+            buf[i] = (char)pattern(sent + (size_t)i);
+        n = send(u->s, buf, len, 0);
+        if (n <= 0)
+            break;
+        sent += (size_t)n;
+    }
+    free(buf);
+    InterlockedExchange(&u->done, 1);
+    return 0;
+}
+
+/* The peer writes 8 MiB and reads nothing: the echo queue stays within its cap (reading pauses),
+ * and once the peer reads, everything comes back. */
+Test(stream, backpressure_caps_the_queue)
+{
+    enum { TOTAL = 8 << 20 };
+    wsx_port *p = port_with_workers(1);
+    ctx c;
+    wsx_stream_opts o = {256 * 1024, 0, 1};
+    SOCKET cli;
+    pusher u;
+    HANDLE t;
+    wsx_stream_info info;
+    unsigned char *got = malloc(1 << 20);
+    size_t seen = 0;
+
+    ctx_init(&c);
+    cli = open_pair(p, &c, &o);
+    u.s = cli;
+    u.total = TOTAL;
+    u.done = 0;
+    t = CreateThread(NULL, 0, push_fn, &u, 0, NULL);
+    Sleep(1500);
+    wsx_stream_get_info(c.s, &info);
+    cr_assert_eq(u.done, 0, "the writer must be blocked by then");
+    cr_assert(info.reading_paused, "reads paused while the queue is full");
+    cr_assert_leq(info.peak_queued, info.max_queued, "peak %zu over cap %zu", info.peak_queued,
+                  info.max_queued);
+    cr_assert_eq(info.max_queued, 256 * 1024);
+    while (seen < TOTAL) {
+        int n = recv(cli, (char *)got, 1 << 20, 0);
+        cr_assert_gt(n, 0);
+        for (int i = 0; i < n; i++)
+            if (got[i] != pattern(seen + (size_t)i))
+                cr_assert_fail("byte %zu differs", seen + (size_t)i);
+        seen += (size_t)n;
+    }
+    cr_assert_eq(WaitForSingleObject(t, 10000), WAIT_OBJECT_0);
+    wsx_stream_get_info(c.s, &info);
+    cr_assert_leq(info.peak_queued, info.max_queued);
+    cr_assert_eq(info.bytes_in, TOTAL);
+    closesocket(cli);
+    wait_closed(&c, 5000);
+    free(got);
+    finish(p);
+}
+
+static void abortive_close(SOCKET s)
+{
+    struct linger lg = {1, 0};
+    setsockopt(s, SOL_SOCKET, SO_LINGER, (char *)&lg, sizeof lg);
+    closesocket(s);
+}
+
+Test(stream, peer_reset_with_recv_pending)
+{
+    wsx_port *p = port_with_workers(1);
+    ctx c;
+    SOCKET cli;
+
+    ctx_init(&c);
+    cli = open_pair(p, &c, NULL);
+    Sleep(100); /* the recv is pending now */
+    abortive_close(cli);
+    wait_closed(&c, 5000);
+    cr_assert_eq(c.why.kind, WSX_KIND_PEER_RESET, "kind %s, wsa %d", wsx_kind_name(c.why.kind),
+                 c.why.wsa);
+    cr_assert_eq(c.why.ntstatus, (LONG)0xC000020DL);
+    cr_assert_eq(c.why.win32, ERROR_NETNAME_DELETED);
+    cr_assert_eq(c.why.wsa, WSAECONNRESET);
+    cr_assert_eq(c.completions[WSX_OP_RECV][WSX_KIND_PEER_RESET], 1);
+    finish(p);
+}
+
+/* The peer has a recv pending when our RST arrives: Wine 8.0 reports a reset only to an
+ * operation pending at that moment (docs/semantics.md, C7). */
+Test(stream, our_reset_reaches_the_peer_as_econnreset)
+{
+    wsx_port *p = port_with_workers(1);
+    ctx c;
+    SOCKET cli;
+    char b[4];
+    WSABUF wb = {sizeof b, b};
+    WSAOVERLAPPED ov;
+    DWORD n = 0, flags = 0;
+
+    ctx_init(&c);
+    cli = open_pair(p, &c, NULL);
+    memset(&ov, 0, sizeof ov);
+    ov.hEvent = CreateEventW(NULL, TRUE, FALSE, NULL);
+    cr_assert_eq(WSARecv(cli, &wb, 1, &n, &flags, &ov, NULL), SOCKET_ERROR);
+    cr_assert_eq(WSAGetLastError(), WSA_IO_PENDING);
+    cr_assert_eq(wsx_stream_reset(c.s), 0);
+    wait_closed(&c, 5000);
+    cr_assert_eq(c.why.kind, WSX_KIND_ABORTED);
+    cr_assert_eq(WaitForSingleObject(ov.hEvent, 5000), WAIT_OBJECT_0);
+    cr_assert_eq(WSAGetOverlappedResult(cli, &ov, &n, FALSE, &flags), FALSE);
+    cr_assert_eq(WSAGetLastError(), WSAECONNRESET);
+    CloseHandle(ov.hEvent);
+    closesocket(cli);
+    finish(p);
+}
+
+/* A recv (peer sends nothing) and a send (peer reads nothing) pending: reset completes both as
+ * aborted-locally, promptly, and the stream is released (pending back to 0). */
+Test(stream, close_with_recv_and_send_pending)
+{
+    wsx_port *p = port_with_workers(2);
+    ctx c;
+    wsx_stream_opts o = {0, 0, 1};
+    SOCKET cli;
+    char *big = calloc(1, 32 << 20);
+    wsx_stream_info info;
+    DWORD t0;
+
+    ctx_init(&c);
+    cli = open_pair(p, &c, &o);
+    cr_assert_eq(wsx_stream_send(c.s, big, 32 << 20), 0);
+    Sleep(300);
+    wsx_stream_get_info(c.s, &info);
+    cr_assert_eq(info.pending, 2, "a recv and a send pending, got %d", info.pending);
+    t0 = GetTickCount();
+    cr_assert_eq(wsx_stream_reset(c.s), 0);
+    wait_closed(&c, 5000);
+    cr_assert_lt(GetTickCount() - t0, 2000, "both completions came back promptly");
+    cr_assert_eq(c.completions[WSX_OP_RECV][WSX_KIND_ABORTED], 1);
+    cr_assert_eq(c.completions[WSX_OP_SEND][WSX_KIND_ABORTED], 1);
+    cr_assert_eq(c.why.kind, WSX_KIND_ABORTED);
+    cr_assert_eq(wsx_buf_pool_outstanding(wsx_port_buffers(p)), 0, "queue freed");
+    /* on_close runs just before the stream goes back to the port's free list */
+    for (int i = 0; i < 100 && wsx_port_destroy(p) != 0; i++)
+        Sleep(10);
+    closesocket(cli);
+    free(big);
+}
+
+/* Peer FIN after data: every byte is echoed, then the stream sends FIN and closes itself. */
+Test(stream, half_close_echoes_everything_then_fin)
+{
+    wsx_port *p = port_with_workers(1);
+    ctx c;
+    SOCKET cli;
+    char out[100000], in[100000];
+
+    ctx_init(&c);
+    cli = open_pair(p, &c, NULL);
+    for (size_t i = 0; i < sizeof out; i++)
+        out[i] = (char)pattern(i);
+    cr_assert_eq(send(cli, out, sizeof out, 0), (int)sizeof out);
+    cr_assert_eq(shutdown(cli, SD_SEND), 0);
+    t_recv_all(cli, in, sizeof in);
+    cr_assert_eq(memcmp(in, out, sizeof out), 0);
+    cr_assert_eq(recv(cli, in, 1, 0), 0, "FIN follows the echo");
+    wait_closed(&c, 5000);
+    cr_assert_eq(c.why.kind, WSX_KIND_EOF);
+    closesocket(cli);
+    finish(p);
+}
+
+static long long echo_run(int skip, wsx_port_stats *stats)
+{
+    enum { TOTAL = 4 << 20 };
+    wsx_port *p = port_with_workers(1);
+    ctx c;
+    wsx_stream_opts o = {0, 0, skip};
+    SOCKET cli;
+    pusher u;
+    HANDLE t;
+    unsigned char *got = malloc(1 << 20);
+    size_t seen = 0;
+    wsx_stream_info info;
+
+    ctx_init(&c);
+    cli = open_pair(p, &c, &o);
+    wsx_stream_get_info(c.s, &info);
+    cr_assert_eq(info.skip_on_success, skip);
+    u.s = cli;
+    u.total = TOTAL;
+    u.done = 0;
+    t = CreateThread(NULL, 0, push_fn, &u, 0, NULL);
+    while (seen < TOTAL) {
+        int n = recv(cli, (char *)got, 1 << 20, 0);
+        cr_assert_gt(n, 0);
+        for (int i = 0; i < n; i++)
+            if (got[i] != pattern(seen + (size_t)i))
+                cr_assert_fail("byte %zu differs (skip %d)", seen + (size_t)i, skip);
+        seen += (size_t)n;
+    }
+    WaitForSingleObject(t, 10000);
+    closesocket(cli);
+    wait_closed(&c, 5000);
+    wsx_port_get_stats(p, stats);
+    finish(p);
+    free(got);
+    return (long long)seen;
+}
+
+Test(stream, skip_on_success_on_and_off_give_identical_results)
+{
+    wsx_port_stats on, off;
+
+    cr_assert_eq(echo_run(1, &on), echo_run(0, &off));
+    cr_assert_gt(on.inline_done, 0, "skip-on-success completed some operations inline");
+    cr_assert_eq(off.inline_done, 0);
+    cr_log_info("4 MiB echo: skip on: %lld dequeued, %lld inline, %lld requeued; "
+                "skip off: %lld dequeued",
+                (long long)on.dequeued, (long long)on.inline_done, (long long)on.requeued,
+                (long long)off.dequeued);
+}
+
+/* Client side of the fairness run: keeps a fixed window of bytes circulating. */
+static void loop_data(wsx_stream *s, wsx_buf *b)
+{
+    ctx *c = wsx_stream_user(s);
+    InterlockedExchangeAdd64(&c->bytes, b->len - b->off);
+    if (wsx_stream_send_buf(s, b) != 0)
+        return;
+}
+
+static const wsx_stream_callbacks loop_cb = {loop_data, NULL, on_close, on_complete};
+
+static void fairness(int workers)
+{
+    enum { N = 100, WINDOW = 16384 };
+    wsx_port *p = port_with_workers(workers);
+    wsx_stream_opts o = {0, 0, 1};
+    static ctx srv[N], cli[N];
+    wsx_sockaddr a;
+    SOCKET l = t_listener("127.0.0.1:0", &a);
+    char window[WINDOW];
+    LONG64 got[N], sum = 0, lo = -1, hi = 0;
+    double mean;
+
+    memset(window, 'w', sizeof window);
+    for (int i = 0; i < N; i++) {
+        SOCKET c = t_socket(AF_INET, SOCK_STREAM), s;
+        cr_assert_eq(connect(c, (struct sockaddr *)&a.ss, a.len), 0);
+        s = accept(l, NULL, NULL);
+        cr_assert_neq(s, INVALID_SOCKET);
+        ctx_init(&srv[i]);
+        ctx_init(&cli[i]);
+        cr_assert_eq(wsx_stream_open(p, s, &o, &echo_cb, &srv[i], &srv[i].s), 0);
+        cr_assert_eq(wsx_stream_open(p, c, &o, &loop_cb, &cli[i], &cli[i].s), 0);
+    }
+    closesocket(l);
+    for (int i = 0; i < N; i++)
+        cr_assert_eq(wsx_stream_send(cli[i].s, window, sizeof window), 0);
+    Sleep(500);
+    for (int i = 0; i < N; i++)
+        got[i] = -InterlockedCompareExchange64(&cli[i].bytes, 0, 0);
+    Sleep(2000);
+    for (int i = 0; i < N; i++) {
+        got[i] += InterlockedCompareExchange64(&cli[i].bytes, 0, 0);
+        sum += got[i];
+        if (lo < 0 || got[i] < lo)
+            lo = got[i];
+        if (got[i] > hi)
+            hi = got[i];
+    }
+    mean = (double)sum / N;
+    cr_log_info("fairness, %d worker(s): %.1f MB/s in all, per connection min %.2f max %.2f of "
+                "the mean",
+                workers, (double)sum / 2.0 / 1e6, lo / mean, hi / mean);
+    cr_assert_gt(sum, 0);
+    for (int i = 0; i < N; i++)
+        cr_assert(got[i] >= mean * 0.5 && got[i] <= mean * 2.0,
+                  "connection %d got %.2f of the mean share", i, got[i] / mean);
+    for (int i = 0; i < N; i++)
+        wsx_stream_reset(cli[i].s);
+    for (int i = 0; i < N; i++) {
+        wait_closed(&cli[i], 10000);
+        wait_closed(&srv[i], 10000);
+    }
+    finish(p);
+}
+
+Test(stream, fairness_100_connections_1_worker)
+{
+    fairness(1);
+}
+
+Test(stream, fairness_100_connections_2_workers)
+{
+    fairness(2);
+}
+
+/* Commit charge of the process: what its pending reads' buffers cost it. */
+static SIZE_T private_bytes(void)
+{
+    PROCESS_MEMORY_COUNTERS_EX pmc;
+    memset(&pmc, 0, sizeof pmc);
+    GetProcessMemoryInfo(GetCurrentProcess(), (PROCESS_MEMORY_COUNTERS *)&pmc, sizeof pmc);
+    return pmc.PagefileUsage;
+}
+
+/* With zero-byte reads an idle connection holds no buffer; without, one per connection. The
+ * process's private bytes per connection are logged for the issue note. */
+static void idle_run(int zero, int n)
+{
+    wsx_port *p = port_with_workers(1);
+    wsx_stream_opts o = {0, zero, 1};
+    ctx *c = calloc((size_t)n, sizeof *c);
+    SOCKET *cl = calloc((size_t)n, sizeof *cl);
+    wsx_sockaddr a;
+    SOCKET l = t_listener("127.0.0.1:0", &a);
+    SIZE_T before = private_bytes(), after;
+    char b[5];
+
+    for (int i = 0; i < n; i++) {
+        SOCKET s;
+        cl[i] = t_socket(AF_INET, SOCK_STREAM);
+        cr_assert_eq(connect(cl[i], (struct sockaddr *)&a.ss, a.len), 0);
+        s = accept(l, NULL, NULL);
+        ctx_init(&c[i]);
+        cr_assert_eq(wsx_stream_open(p, s, &o, &echo_cb, &c[i], &c[i].s), 0);
+    }
+    Sleep(200);
+    after = private_bytes();
+    cr_log_info("%d idle connections, zero-byte reads %s: %lu buffers out, %.0f private bytes per "
+                "connection",
+                n, zero ? "on" : "off",
+                (unsigned long)wsx_buf_pool_outstanding(wsx_port_buffers(p)),
+                (double)(after - before) / n);
+    cr_assert_eq(wsx_buf_pool_outstanding(wsx_port_buffers(p)), zero ? 0u : (size_t)n);
+    /* and they still echo */
+    cr_assert_eq(send(cl[n - 1], "hello", 5, 0), 5);
+    t_recv_all(cl[n - 1], b, 5);
+    cr_assert_eq(memcmp(b, "hello", 5), 0);
+    for (int i = 0; i < n; i++)
+        closesocket(cl[i]);
+    for (int i = 0; i < n; i++)
+        wait_closed(&c[i], 10000);
+    closesocket(l);
+    finish(p);
+    free(c);
+    free(cl);
+}
+
+Test(stream, idle_connections_zero_byte_reads)
+{
+    idle_run(1, 500);
+}
+
+Test(stream, idle_connections_full_reads)
+{
+    idle_run(0, 500);
+}
+
+Test(stream, bad_arguments)
+{
+    wsx_port *p = port_with_workers(1);
+    wsx_stream *s = (wsx_stream *)&s;
+    wsx_stream_callbacks none = {NULL, NULL, NULL, NULL};
+    SOCKET a = t_socket(AF_INET, SOCK_STREAM);
+
+    cr_assert_eq(wsx_stream_open(p, a, NULL, &none, NULL, &s), WSAEINVAL, "on_data is required");
+    cr_assert_null(s);
+    cr_assert_eq(wsx_stream_open(NULL, INVALID_SOCKET, NULL, &echo_cb, NULL, &s), WSAEINVAL);
+    cr_assert_eq(wsx_stream_send(NULL, "x", 1), WSAEINVAL);
+    cr_assert_eq(wsx_stream_send_buf(NULL, NULL), WSAEINVAL);
+    cr_assert_eq(wsx_stream_close(NULL), WSAEINVAL);
+    cr_assert_eq(wsx_stream_reset(NULL), WSAEINVAL);
+    cr_assert_eq(wsx_stream_shutdown(NULL), WSAEINVAL);
+    finish(p);
+}
