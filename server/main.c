@@ -314,10 +314,8 @@ static void post_accept(acceptor *a)
         int err;
 
         a->s = WSASocketW(l->af, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
-        if (a->s == INVALID_SOCKET) {
-            err = WSAGetLastError();
+        if (a->s == INVALID_SOCKET)
             break;
-        }
         wsx_accept_addrs_clear(a->buf, cfg.initial);
         memset(&a->op.ov, 0, sizeof a->op.ov);
         a->op.kind = OP_ACCEPT;

@@ -163,9 +163,10 @@ static DWORD WINAPI worker_main(void *arg)
     wsx_port *p = arg;
     int rc;
 
+    /* With INFINITE, GetQueuedCompletionStatusEx fails only when the port handle is gone. */
     do {
         rc = port_batch(p, INFINITE);
-    } while (rc != WSAESHUTDOWN && rc != WSAENOTSOCK && rc != WSA_INVALID_HANDLE);
+    } while (rc == 0);
     return 0;
 }
 
