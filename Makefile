@@ -44,3 +44,17 @@ test: build
 
 clean:
 	rm -rf $(BUILD)
+
+# Benchmarks (issue 8): wsx-echo against Asio, libuv (both under Wine) and native epoll, every
+# workload three times, interleaved; table of medians, bench/results/bench.{json,png}.
+# `make bench BENCH_QUICK=1`: one short pass for development. See bench/README.md.
+BENCH_QUICK ?=
+BENCH_ARGS ?=
+.PHONY: bench bench-build
+
+bench-build:
+	@bash cmake/deps.sh
+	@bash bench/setup.sh
+
+bench: bench-build
+	@$(PYTHON) bench/run.py $(if $(filter-out 0,$(BENCH_QUICK)),--quick) $(BENCH_ARGS)

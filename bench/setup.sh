@@ -1,0 +1,73 @@
+#!/usr/bin/env bash
+# Everything `make bench` needs besides cmake/deps.sh: Debian packages, libuv for MinGW, and the
+# programs: wsx-echo (Release, no tests), the Asio and libuv peers (.exe, run under Wine), the
+# native epoll peer and the load generator.
+#   bench/setup.sh          into bench/build/ (BENCH_BUILD overrides)
+set -euo pipefail
+cd "$(dirname "$0")/.."
+OUT=${BENCH_BUILD:-bench/build}
+HOST=x86_64-w64-mingw32
+UV=${WSX_CACHE:-$HOME/.cache/wsx}/libuv-mingw
+
+PKGS=(
+    g++-mingw-w64-x86-64 libasio-dev   # the Asio peer (Asio needs the posix-thread g++ variant)
+    gcc-mingw-w64-x86-64 cmake ninja-build patch tar gzip xz-utils  # libuv, cross-built
+    gcc libc6-dev                      # native load generator and epoll peer
+    python3 python3-matplotlib         # bench/run.py and its chart
+)
+missing=()
+for p in "${PKGS[@]}"; do
+    st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
+    [ "$st" = "install ok installed" ] || missing+=("$p")
+done
+if [ ${#missing[@]} -gt 0 ]; then
+    echo "wsx bench: installing missing Debian packages: ${missing[*]}"
+    SUDO=
+    if [ "$(id -u)" != 0 ]; then
+        command -v sudo >/dev/null && sudo -n true 2>/dev/null ||
+            { echo "wsx bench: not root: apt-get install ${missing[*]}" >&2; exit 1; }
+        SUDO=sudo
+    fi
+    export DEBIAN_FRONTEND=noninteractive
+    $SUDO apt-get update -qq || { echo "wsx bench: apt-get update failed" >&2; exit 1; }
+    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+        { echo "wsx bench: apt-get install ${missing[*]} failed" >&2; exit 1; }
+fi
+
+bash bench/libuv-mingw.sh "$UV"
+
+mkdir -p "$OUT"
+# Rebuild a program only when one of its inputs is newer than it.
+stale() { local out=$1; shift; [ ! -e "$out" ] && return 0; for f; do [ "$f" -nt "$out" ] && return 0; done; return 1; }
+
+# wsx-echo from the tree as it is, in a build of its own: Release, no Criterion tests, warnings
+# not fatal (other work in progress must not stop a measurement).
+if [ ! -f "$OUT/wsx/build.ninja" ]; then
+    cmake -S . -B "$OUT/wsx" -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/mingw-w64.cmake \
+        -DCMAKE_BUILD_TYPE=Release -DWSX_BUILD_TESTS=OFF -DWSX_WERROR=OFF >"$OUT/wsx-configure.log" 2>&1 ||
+        { cat "$OUT/wsx-configure.log"; echo "wsx bench: cmake configure of wsx failed" >&2; exit 1; }
+fi
+cmake --build "$OUT/wsx" --target wsx-echo >"$OUT/wsx-build.log" 2>&1 ||
+    { tail -40 "$OUT/wsx-build.log"; echo "wsx bench: building wsx-echo failed" >&2; exit 1; }
+
+if stale "$OUT/asio-echo.exe" bench/peers/asio_echo.cpp; then
+    echo "wsx bench: building asio-echo.exe (Asio $(sed -n 's/^#define ASIO_VERSION \([0-9]*\).*/\1/p' /usr/include/asio/version.hpp))"
+    # Debian's Asio lives in /usr/include, which the cross compiler must not search whole.
+    mkdir -p "$OUT/asio-include"
+    ln -sfn /usr/include/asio.hpp "$OUT/asio-include/asio.hpp"
+    ln -sfn /usr/include/asio "$OUT/asio-include/asio"
+    $HOST-g++-posix -std=c++17 -O2 -Wall -Wextra -D_WIN32_WINNT=0x0601 -DASIO_STANDALONE \
+        -isystem "$OUT/asio-include" bench/peers/asio_echo.cpp -o "$OUT/asio-echo.exe" -static -lws2_32 -lmswsock
+fi
+if stale "$OUT/uv-echo.exe" bench/peers/uv_echo.c "$UV/lib/libuv.a"; then
+    echo "wsx bench: building uv-echo.exe (libuv $(cat "$UV/VERSION"))"
+    $HOST-gcc -std=c11 -O2 -Wall -Wextra -I"$UV/include" bench/peers/uv_echo.c -o "$OUT/uv-echo.exe" \
+        -static "$UV/lib/libuv.a" -lpsapi -luser32 -ladvapi32 -liphlpapi -luserenv -lws2_32 \
+        -ldbghelp -lole32 -lshell32
+fi
+if stale "$OUT/epoll-echo" bench/peers/epoll_echo.c; then
+    gcc -std=c11 -O2 -Wall -Wextra -pthread bench/peers/epoll_echo.c -o "$OUT/epoll-echo"
+fi
+if stale "$OUT/load" bench/load/load.c; then
+    gcc -std=c11 -O2 -Wall -Wextra bench/load/load.c -o "$OUT/load"
+fi
