@@ -1,0 +1,49 @@
+"""wsx-echo's own command line (not wire behaviour): skipped for other servers."""
+import subprocess
+
+import pytest
+
+from conftest import start_wsx_echo, wsx_echo_argv
+from wirelib import connect, recv_exact
+
+pytestmark = pytest.mark.timeout(120)
+
+
+def test_listening_line_and_clean_stop(wsx_only):
+    server = start_wsx_echo("--listen", "127.0.0.1:0", "--listen", "[::1]:0")
+    try:
+        lines = [line for line in server.lines if line.startswith("listening on ")]
+        assert server.port > 0
+        with connect(("127.0.0.1", server.port)) as s:
+            s.sendall(b"v4")
+            assert recv_exact(s, 2) == b"v4"
+    finally:
+        rc = server.stop()
+    assert rc == 0, server.output()
+    assert any(line.startswith("listening on [::1]:") for line in server.lines), server.lines
+    assert len(lines) >= 1
+    assert any(line.startswith("stats: accepted=1 ") for line in server.lines), server.output()
+
+@pytest.mark.parametrize("args, needle", [
+    (["--bogus"], "--bogus"),
+    (["--listen", "1.2.3:80"], "1.2.3:80"),
+    (["--listen", "127.0.0.1:70000"], "127.0.0.1:70000"),
+    (["--accepts", "0"], "--accepts"),
+    (["--buffer-size", "12ab"], "--buffer-size"),
+    (["--listen"], "--listen"),
+    (["--initial-data", "99999", "--buffer-size", "1024"], "--initial-data"),
+])
+def test_bad_usage_exits_2_naming_the_option(wsx_only, args, needle):
+
+    p = subprocess.run(wsx_echo_argv(*args), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    assert needle in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+def test_address_in_use_exits_1(wsx_only, echo_server):
+
+    host, port = echo_server
+    p = subprocess.run(wsx_echo_argv("--listen", "%s:%d" % (host, port)), capture_output=True,
+                       text=True, timeout=60)
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    assert "address already in use" in p.stderr, p.stderr
