@@ -60,7 +60,11 @@ static void deliver(wsx_op *op, DWORD bytes)
     wsx_port *p = op->port;
     wsx_status st;
 
-    InterlockedExchange(&op->posted, 0);
+    if (InterlockedExchange(&op->posted, 0) == 0) {
+        /* Nobody posted it: a second completion for one operation. Never deliver it. */
+        InterlockedIncrement64(&p->stale_dropped);
+        return;
+    }
     if (op->owner_gen && *op->owner_gen != op->gen) {
         /* The owner was closed and reused since this op was posted: not its completion. */
         InterlockedIncrement64(&p->stale_dropped);

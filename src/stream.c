@@ -11,13 +11,23 @@ struct wsx_stream {
     wsx_port *port;
     SOCKET sock;
     volatile LONG gen;
-    wsx_op rop, wop;
+    wsx_op rop, wop, top;
     unsigned streak;
     int pending;
+    /* In flight, as this stream sees it (under its lock). op.posted is cleared by the port before
+     * the handler gets the lock, so the stream must not decide on it. */
+    unsigned reading : 1, writing : 1, transmitting : 1;
     unsigned zero : 1, skip : 1, eof : 1, shut_req : 1, shut_done : 1, close_req : 1, closed : 1,
         finished : 1, why_set : 1, throttled : 1;
     wsx_buf *rbuf;
     wsx__sendq q;
+    /* TransmitFile: requested, and sends queued after it wait in q_after until it is done */
+    int tf_req;
+    HANDLE tf_file;
+    ULONGLONG tf_offset;
+    DWORD tf_len;
+    wsx_buf *tf_head, *tf_tail;
+    wsx__sendq q_after;
     WSABUF wb[MAX_GATHER];
     size_t max_queued, peak_queued;
     unsigned long long bytes_in, bytes_out;
@@ -88,6 +98,7 @@ void wsx__sendq_clear(wsx__sendq *q)
 
 static void on_recv(wsx_op *op, const wsx_status *st);
 static void on_send(wsx_op *op, const wsx_status *st);
+static void tf_clear(wsx_stream *s);
 
 static wsx_stream *stream_alloc(wsx_port *p)
 {
@@ -152,6 +163,8 @@ static void s_leave(wsx_stream *s)
         wsx_buf_put(s->rbuf);
         s->rbuf = NULL;
         wsx__sendq_clear(&s->q);
+        wsx__sendq_clear(&s->q_after);
+        tf_clear(s);
         if (!s->why_set) {
             memset(&s->why, 0, sizeof s->why);
             s->why.kind = s->eof ? WSX_KIND_EOF : WSX_KIND_OK;
@@ -195,6 +208,7 @@ static void fail(wsx_stream *s, const wsx_status *st)
 {
     set_why(s, st);
     wsx__sendq_clear(&s->q);
+    wsx__sendq_clear(&s->q_after);
     /* A local failure tells the peer with RST; a peer that reset needs nothing more. */
     close_socket(s, st->kind != WSX_KIND_PEER_RESET);
 }
@@ -226,7 +240,7 @@ static void read_next(wsx_stream *s)
     DWORD size = wsx_buf_pool_size(s->port->bufs);
     int rc;
 
-    if (s->rop.posted || s->closed || s->eof || s->close_req)
+    if (s->reading || s->closed || s->eof || s->close_req)
         return;
     if (s->q.queued + size > s->max_queued) {
         s->throttled = 1; /* backpressure: resumes when the queue drains (on_send) */
@@ -248,9 +262,37 @@ static void read_next(wsx_stream *s)
     if (wsx_op_begin(&s->rop) != 0)
         return;
     s->rop.port = s->port;
+    s->reading = 1;
     s->pending++;
     rc = WSARecv(s->sock, &wb, 1, &n, &flags, &s->rop.ov, NULL);
     posted(s, &s->rop, rc, n); /* after the call: n is written by it */
+}
+
+static void transmit_next(wsx_stream *s)
+{
+    TRANSMIT_FILE_BUFFERS tb;
+    const wsx_ext *ext;
+    int err;
+
+    if (wsx_ext_get(s->sock, &ext) != 0 || wsx_op_begin(&s->top) != 0)
+        return;
+    s->top.port = s->port;
+    s->top.ov.Offset = (DWORD)s->tf_offset; /* TransmitFile reads the file from here */
+    s->top.ov.OffsetHigh = (DWORD)(s->tf_offset >> 32);
+    tb.Head = s->tf_head ? s->tf_head->data : NULL;
+    tb.HeadLength = s->tf_head ? s->tf_head->len : 0;
+    tb.Tail = s->tf_tail ? s->tf_tail->data : NULL;
+    tb.TailLength = s->tf_tail ? s->tf_tail->len : 0;
+    s->transmitting = 1;
+    s->pending++;
+    /* Never completed inline: TransmitFile reports no byte count when it returns at once. */
+    if (!ext->TransmitFile(s->sock, s->tf_file, s->tf_len, 0, &s->top.ov, &tb, 0)) {
+        err = WSAGetLastError();
+        if (err != WSA_IO_PENDING)
+            wsx__port_complete(&s->top, 0, 0, err);
+    } else if (s->skip) {
+        wsx__port_complete(&s->top, tb.HeadLength + s->tf_len + tb.TailLength, 0, 0);
+    }
 }
 
 static void write_next(wsx_stream *s)
@@ -258,12 +300,18 @@ static void write_next(wsx_stream *s)
     DWORD total = 0, n = 0;
     int count, rc;
 
-    if (s->wop.posted || s->closed || s->q.head == NULL)
+    if (s->writing || s->transmitting || s->closed)
         return;
+    if (s->q.head == NULL) {
+        if (s->tf_req)
+            transmit_next(s);
+        return;
+    }
     count = wsx__sendq_gather(&s->q, s->wb, MAX_GATHER, &total);
     if (count == 0 || wsx_op_begin(&s->wop) != 0)
         return;
     s->wop.port = s->port;
+    s->writing = 1;
     s->pending++;
     rc = WSASend(s->sock, s->wb, (DWORD)count, &n, 0, &s->wop.ov, NULL);
     posted(s, &s->wop, rc, n);
@@ -272,7 +320,7 @@ static void write_next(wsx_stream *s)
 /* Half-close once the queue is out; close once both directions are done or a close was asked. */
 static void check_done(wsx_stream *s)
 {
-    if (s->closed || s->q.head || s->wop.posted)
+    if (s->closed || s->q.head || s->writing || s->tf_req)
         return;
     if (s->shut_req && !s->shut_done) {
         shutdown(s->sock, SD_SEND);
@@ -306,6 +354,12 @@ static wsx_status classify(wsx_stream *s, wsx_op *op, const wsx_status *st)
     if (!op->completed_inline)
         s->streak = 0;
     s->pending--;
+    if (op == &s->rop)
+        s->reading = 0;
+    else if (op == &s->wop)
+        s->writing = 0;
+    else
+        s->transmitting = 0;
     if (r.wsa != 0 && (s->closed || s->close_req))
         r.kind = WSX_KIND_ABORTED;
     if (s->cb.on_complete)
@@ -392,6 +446,44 @@ static void on_send(wsx_op *op, const wsx_status *st)
     s_leave(s);
 }
 
+static void tf_clear(wsx_stream *s)
+{
+    wsx_buf_put(s->tf_head);
+    wsx_buf_put(s->tf_tail);
+    s->tf_head = s->tf_tail = NULL;
+    s->tf_req = 0;
+}
+
+static void on_transmit(wsx_op *op, const wsx_status *st)
+{
+    wsx_stream *s = op->owner;
+    wsx_status r;
+
+    s_enter(s);
+    r = classify(s, op, st);
+    tf_clear(s);
+    /* What was queued behind the file goes next. */
+    if (s->q_after.head) {
+        if (s->q.tail)
+            s->q.tail->next = s->q_after.head;
+        else
+            s->q.head = s->q_after.head;
+        s->q.tail = s->q_after.tail;
+        s->q.queued += s->q_after.queued;
+        memset(&s->q_after, 0, sizeof s->q_after);
+    }
+    if (!s->closed) {
+        if (r.wsa != 0) {
+            fail(s, &r);
+        } else {
+            s->bytes_out += r.bytes;
+            write_next(s);
+            check_done(s);
+        }
+    }
+    s_leave(s);
+}
+
 static void track_peak(wsx_stream *s)
 {
     if (s->q.queued > s->peak_queued)
@@ -399,7 +491,8 @@ static void track_peak(wsx_stream *s)
 }
 
 int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
-                    const wsx_stream_callbacks *cb, void *user, wsx_stream **out)
+                    const wsx_stream_callbacks *cb, void *user, const void *initial, DWORD len,
+                    wsx_stream **out)
 {
     wsx_stream *s;
     int err, skip = 0;
@@ -407,7 +500,7 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     if (out)
         *out = NULL;
     if (port == NULL || sock == INVALID_SOCKET || cb == NULL || cb->on_data == NULL ||
-        out == NULL) {
+        out == NULL || (initial == NULL && len > 0) || len > wsx_buf_pool_size(port->bufs)) {
         if (sock != INVALID_SOCKET)
             closesocket(sock);
         return WSAEINVAL;
@@ -417,7 +510,14 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
         closesocket(sock);
         return WSAENOBUFS;
     }
-    err = wsx_port_associate(port, sock, opts && opts->skip_on_success, &skip);
+    if (opts && opts->associated) {
+        skip = opts->skip_on_success && SetFileCompletionNotificationModes(
+                                            (HANDLE)sock, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
+                                                              FILE_SKIP_SET_EVENT_ON_HANDLE);
+        err = 0;
+    } else {
+        err = wsx_port_associate(port, sock, opts && opts->skip_on_success, &skip);
+    }
     if (err == 0 && opts && opts->zero_byte_reads) {
         u_long on = 1; /* the read after a zero-byte completion must not block */
         if (ioctlsocket(sock, FIONBIO, &on) != 0)
@@ -440,9 +540,13 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     s->zero = opts && opts->zero_byte_reads;
     s->skip = skip != 0;
     s->eof = s->shut_req = s->shut_done = s->close_req = s->closed = 0;
+    s->reading = s->writing = s->transmitting = 0;
     s->finished = s->why_set = s->throttled = 0;
     s->rbuf = NULL;
     memset(&s->q, 0, sizeof s->q);
+    memset(&s->q_after, 0, sizeof s->q_after);
+    s->tf_req = 0;
+    s->tf_head = s->tf_tail = NULL;
     s->max_queued =
         opts && opts->max_queued ? opts->max_queued : 4 * (size_t)wsx_buf_pool_size(port->bufs);
     if (s->max_queued < wsx_buf_pool_size(port->bufs))
@@ -455,8 +559,19 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     wsx_op_init(&s->wop, WSX_OP_SEND, on_send, s, &s->gen);
     s->rop.streak = &s->streak;
     s->wop.streak = &s->streak;
+    wsx_op_init(&s->top, WSX_OP_TRANSMITFILE, on_transmit, s, &s->gen);
     s->rop.is_read = !s->zero; /* a zero-byte read's 0 bytes are not EOF */
     *out = s;
+    if (len > 0) {
+        wsx_buf *b = wsx_buf_get(port->bufs);
+        if (b == NULL) {
+            fail_wsa(s, WSAENOBUFS);
+        } else {
+            memcpy(b->data, initial, len);
+            b->len = len;
+            got_data(s, b);
+        }
+    }
     read_next(s);
     s_leave(s);
     wsx__port_flush();
@@ -483,7 +598,7 @@ int wsx_stream_send_buf(wsx_stream *s, wsx_buf *b)
     } else if (b->len == b->off) {
         wsx_buf_put(b);
     } else {
-        wsx__sendq_push(&s->q, b);
+        wsx__sendq_push(s->tf_req ? &s->q_after : &s->q, b);
         track_peak(s);
         write_next(s);
     }
@@ -519,14 +634,65 @@ int wsx_stream_send(wsx_stream *s, const void *data, size_t len)
         wsx__sendq_clear(&chunks);
         err = WSAESHUTDOWN;
     } else if (chunks.head) {
-        if (s->q.tail)
-            s->q.tail->next = chunks.head;
+        wsx__sendq *q = s->tf_req ? &s->q_after : &s->q;
+        if (q->tail)
+            q->tail->next = chunks.head;
         else
-            s->q.head = chunks.head;
-        s->q.tail = chunks.tail;
-        s->q.queued += chunks.queued;
+            q->head = chunks.head;
+        q->tail = chunks.tail;
+        q->queued += chunks.queued;
         track_peak(s);
         write_next(s);
+    }
+    s_leave(s);
+    wsx__port_flush();
+    return err;
+}
+
+static wsx_buf *copy_to_buf(wsx_port *p, const void *data, DWORD len)
+{
+    wsx_buf *b;
+
+    if (len == 0)
+        return NULL;
+    b = wsx_buf_get(p->bufs);
+    if (b) {
+        memcpy(b->data, data, len);
+        b->len = len;
+    }
+    return b;
+}
+
+int wsx_stream_transmit_file(wsx_stream *s, HANDLE file, ULONGLONG offset, DWORD len,
+                             const void *head, DWORD head_len, const void *tail, DWORD tail_len)
+{
+    DWORD cap;
+    int err = 0;
+
+    if (s == NULL || file == NULL || file == INVALID_HANDLE_VALUE || (head == NULL && head_len) ||
+        (tail == NULL && tail_len))
+        return WSAEINVAL;
+    cap = wsx_buf_pool_size(s->port->bufs);
+    if (head_len > cap || tail_len > cap)
+        return WSAEINVAL;
+    s_enter(s);
+    if (!can_send(s)) {
+        err = WSAESHUTDOWN;
+    } else if (s->tf_req) {
+        err = WSAEALREADY;
+    } else {
+        s->tf_head = copy_to_buf(s->port, head, head_len);
+        s->tf_tail = copy_to_buf(s->port, tail, tail_len);
+        if ((head_len && !s->tf_head) || (tail_len && !s->tf_tail)) {
+            tf_clear(s);
+            err = WSAENOBUFS;
+        } else {
+            s->tf_req = 1;
+            s->tf_file = file;
+            s->tf_offset = offset;
+            s->tf_len = len;
+            write_next(s);
+        }
     }
     s_leave(s);
     wsx__port_flush();
@@ -562,7 +728,7 @@ int wsx_stream_close(wsx_stream *s)
     } else {
         s->close_req = 1;
         s->shut_req = 1;
-        if (s->rop.posted)
+        if (s->reading)
             CancelIoEx((HANDLE)s->sock, &s->rop.ov);
         check_done(s);
     }

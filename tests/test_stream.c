@@ -58,7 +58,7 @@ static wsx_port *port_with_workers(int n)
 static SOCKET open_pair(wsx_port *p, ctx *c, const wsx_stream_opts *o)
 {
     SOCKET srv, cli = t_pair("127.0.0.1:0", &srv);
-    cr_assert_eq(wsx_stream_open(p, srv, o, &echo_cb, c, &c->s), 0);
+    cr_assert_eq(wsx_stream_open(p, srv, o, &echo_cb, c, NULL, 0, &c->s), 0);
     return cli;
 }
 
@@ -122,7 +122,7 @@ Test(stream, send_64_mib_to_a_slow_reader)
     enum { TOTAL = 64 << 20 };
     wsx_port *p = port_with_workers(2);
     ctx c;
-    wsx_stream_opts o = {0, 0, getenv("NOSKIP") ? 0 : 1};
+    wsx_stream_opts o = {0, 0, 1, 0};
     SOCKET cli;
     unsigned char *data = malloc(TOTAL), *got = malloc(1 << 20);
     size_t seen = 0;
@@ -190,7 +190,7 @@ Test(stream, backpressure_caps_the_queue)
     enum { TOTAL = 8 << 20 };
     wsx_port *p = port_with_workers(1);
     ctx c;
-    wsx_stream_opts o = {256 * 1024, 0, 1};
+    wsx_stream_opts o = {256 * 1024, 0, 1, 0};
     SOCKET cli;
     pusher u;
     HANDLE t;
@@ -291,7 +291,7 @@ Test(stream, close_with_recv_and_send_pending)
 {
     wsx_port *p = port_with_workers(2);
     ctx c;
-    wsx_stream_opts o = {0, 0, 1};
+    wsx_stream_opts o = {0, 0, 1, 0};
     SOCKET cli;
     char *big = calloc(1, 32 << 20);
     wsx_stream_info info;
@@ -346,7 +346,7 @@ static long long echo_run(int skip, wsx_port_stats *stats)
     enum { TOTAL = 4 << 20 };
     wsx_port *p = port_with_workers(1);
     ctx c;
-    wsx_stream_opts o = {0, 0, skip};
+    wsx_stream_opts o = {0, 0, skip, 0};
     SOCKET cli;
     pusher u;
     HANDLE t;
@@ -407,7 +407,7 @@ static void fairness(int workers)
 {
     enum { N = 100, WINDOW = 16384 };
     wsx_port *p = port_with_workers(workers);
-    wsx_stream_opts o = {0, 0, 1};
+    wsx_stream_opts o = {0, 0, 1, 0};
     static ctx srv[N], cli[N];
     wsx_sockaddr a;
     SOCKET l = t_listener("127.0.0.1:0", &a);
@@ -423,8 +423,8 @@ static void fairness(int workers)
         cr_assert_neq(s, INVALID_SOCKET);
         ctx_init(&srv[i]);
         ctx_init(&cli[i]);
-        cr_assert_eq(wsx_stream_open(p, s, &o, &echo_cb, &srv[i], &srv[i].s), 0);
-        cr_assert_eq(wsx_stream_open(p, c, &o, &loop_cb, &cli[i], &cli[i].s), 0);
+        cr_assert_eq(wsx_stream_open(p, s, &o, &echo_cb, &srv[i], NULL, 0, &srv[i].s), 0);
+        cr_assert_eq(wsx_stream_open(p, c, &o, &loop_cb, &cli[i], NULL, 0, &cli[i].s), 0);
     }
     closesocket(l);
     for (int i = 0; i < N; i++)
@@ -482,7 +482,7 @@ static SIZE_T private_bytes(void)
 static void idle_run(int zero, int n)
 {
     wsx_port *p = port_with_workers(1);
-    wsx_stream_opts o = {0, zero, 1};
+    wsx_stream_opts o = {0, zero, 1, 0};
     ctx *c = calloc((size_t)n, sizeof *c);
     SOCKET *cl = calloc((size_t)n, sizeof *cl);
     wsx_sockaddr a;
@@ -496,7 +496,7 @@ static void idle_run(int zero, int n)
         cr_assert_eq(connect(cl[i], (struct sockaddr *)&a.ss, a.len), 0);
         s = accept(l, NULL, NULL);
         ctx_init(&c[i]);
-        cr_assert_eq(wsx_stream_open(p, s, &o, &echo_cb, &c[i], &c[i].s), 0);
+        cr_assert_eq(wsx_stream_open(p, s, &o, &echo_cb, &c[i], NULL, 0, &c[i].s), 0);
     }
     Sleep(200);
     after = private_bytes();
@@ -537,9 +537,11 @@ Test(stream, bad_arguments)
     wsx_stream_callbacks none = {NULL, NULL, NULL, NULL};
     SOCKET a = t_socket(AF_INET, SOCK_STREAM);
 
-    cr_assert_eq(wsx_stream_open(p, a, NULL, &none, NULL, &s), WSAEINVAL, "on_data is required");
+    cr_assert_eq(wsx_stream_open(p, a, NULL, &none, NULL, NULL, 0, &s), WSAEINVAL,
+                 "on_data is required");
     cr_assert_null(s);
-    cr_assert_eq(wsx_stream_open(NULL, INVALID_SOCKET, NULL, &echo_cb, NULL, &s), WSAEINVAL);
+    cr_assert_eq(wsx_stream_open(NULL, INVALID_SOCKET, NULL, &echo_cb, NULL, NULL, 0, &s),
+                 WSAEINVAL);
     cr_assert_eq(wsx_stream_send(NULL, "x", 1), WSAEINVAL);
     cr_assert_eq(wsx_stream_send_buf(NULL, NULL), WSAEINVAL);
     cr_assert_eq(wsx_stream_close(NULL), WSAEINVAL);

@@ -50,6 +50,7 @@ typedef struct wsx_stream_opts {
     size_t max_queued;   /* send-queue bytes above which reading pauses; 0 = 4 buffers */
     int zero_byte_reads; /* idle connections hold no buffer */
     int skip_on_success; /* complete operations that succeed at once inline */
+    int associated;      /* the socket is already associated with this port (wsx_connect) */
 } wsx_stream_opts;
 
 typedef struct wsx_stream_info {
@@ -63,10 +64,12 @@ typedef struct wsx_stream_info {
 } wsx_stream_info;
 
 /* Take over a connected socket (SO_UPDATE_ACCEPT/CONNECT_CONTEXT already set): associate it with
- * the port and start reading. On failure the socket is closed and *out is NULL.
- * Returns 0, WSAEINVAL, WSAENOBUFS, or the association error. */
+ * the port and start reading. `initial` (len bytes, e.g. an initial-data accept's) reaches on_data
+ * before anything read later. *out is set before any callback can run. On failure the socket is
+ * closed and *out is NULL. Returns 0, WSAEINVAL, WSAENOBUFS, or the association error. */
 WSX_API int wsx_stream_open(wsx_port *port, SOCKET s, const wsx_stream_opts *opts,
-                            const wsx_stream_callbacks *cb, void *user, wsx_stream **out);
+                            const wsx_stream_callbacks *cb, void *user, const void *initial,
+                            DWORD len, wsx_stream **out);
 
 /* Queue a copy of data. Returns 0, WSAESHUTDOWN after shutdown/close, WSAENOBUFS. */
 WSX_API int wsx_stream_send(wsx_stream *s, const void *data, size_t len);
@@ -74,6 +77,14 @@ WSX_API int wsx_stream_send(wsx_stream *s, const void *data, size_t len);
 /* Queue a buffer (from the port's pool or any wsx pool); the stream owns it from now on, also on
  * error. */
 WSX_API int wsx_stream_send_buf(wsx_stream *s, wsx_buf *buf);
+
+/* Send `len` bytes of `file` from `offset` with TransmitFile, between `head` and `tail` (copied;
+ * each at most the pool's buffer size), in order with the queue: after what is queued before,
+ * before what is queued after. One at a time: WSAEALREADY while one is in progress. The file handle
+ * must stay open until the stream's next completion of kind transmitfile. */
+WSX_API int wsx_stream_transmit_file(wsx_stream *s, HANDLE file, ULONGLONG offset, DWORD len,
+                                     const void *head, DWORD head_len, const void *tail,
+                                     DWORD tail_len);
 
 /* Half-close: after the queue is sent, shutdown(SD_SEND). Reading goes on. */
 WSX_API int wsx_stream_shutdown(wsx_stream *s);

@@ -10,6 +10,8 @@
 #include "wsx/op.h"
 #include "wsx/port.h"
 #include "wsx/stream.h"
+#include "wsx/accept.h"
+#include "wsx/connect.h"
 
 #define WSX_VERSION_MAJOR 0
 #define WSX_VERSION_MINOR 1

@@ -1,0 +1,78 @@
+/* Listeners: a pool of pre-posted AcceptEx, initial-data accepts, and the connect-no-send reaper.
+ *
+ * Windows rules encoded here:
+ * - AcceptEx completes on the listener's port; the accepted socket must get
+ *   SO_UPDATE_ACCEPT_CONTEXT before it behaves as a connected socket (getpeername, shutdown).
+ * - With a receive length > 0 it completes only when the client's first data arrives, so a client
+ *   that connects and never sends would hold its AcceptEx forever. While it waits, SO_CONNECT_TIME
+ * on the accept socket says how many seconds it has been connected (0xFFFFFFFF before a client).
+ *   The reaper closes accept sockets connected longer than the limit; their AcceptEx then completes
+ *   with an error and a fresh one is posted.
+ * - A failure of one accept (a client that reset in the backlog, a socket shortage) concerns that
+ *   client only: the listener closes that socket, posts a new accept and keeps serving.
+ */
+#ifndef WSX_ACCEPT_H
+#define WSX_ACCEPT_H
+
+#include "wsx/common.h"
+#include "wsx/addr.h"
+#include "wsx/ext.h"
+#include "wsx/port.h"
+
+#ifdef __cplusplus
+extern "C" {
+#endif
+
+typedef struct wsx_listener wsx_listener;
+
+typedef struct wsx_listener_opts {
+    int accepts;            /* AcceptEx kept posted (1..4096); 0 = 8 */
+    DWORD initial_data;     /* bytes the accept waits for; 0 = completes on connect */
+    DWORD accept_timeout_s; /* with initial data: reap clients silent this long; 0 = never */
+    int backlog;            /* listen() backlog; 0 = SOMAXCONN */
+} wsx_listener_opts;
+
+/* One accepted connection. The callee owns `s` (not yet associated with any port). */
+typedef struct wsx_accepted {
+    SOCKET s;
+    wsx_sockaddr local, remote;
+    const char *data; /* the initial data; valid during the callback only */
+    DWORD len;
+    int eof; /* the client sent FIN before any data (initial-data accepts only) */
+} wsx_accepted;
+
+typedef void (*wsx_accept_fn)(wsx_listener *l, const wsx_accepted *a, void *user);
+
+typedef struct wsx_listener_stats {
+    LONG64 accepted; /* delivered to the callback */
+    LONG64 failed;   /* accepts that completed or posted with an error (the client only) */
+    LONG64 reaped;   /* connect-no-send clients closed by the reaper */
+} wsx_listener_stats;
+
+/* Bind, listen and post the accept pool on `port`. `addr` "[::]:p" listens dual-stack
+ * (IPV6_V6ONLY 0). The callback runs on port threads. Returns 0, the bind/listen error
+ * (WSAEADDRINUSE...), WSAEOPNOTSUPP if the provider lacks AcceptEx, WSAEINVAL. */
+WSX_API int wsx_listener_open(wsx_port *port, const wsx_sockaddr *addr,
+                              const wsx_listener_opts *opts, wsx_accept_fn fn, void *user,
+                              wsx_listener **out);
+
+/* Stop accepting: cancel and close every pending accept and the listening socket. The listener is
+ * freed once all of its accepts have completed; no callback runs after this returns... except
+ * that a callback already running on another thread finishes. Call from any thread. */
+WSX_API int wsx_listener_close(wsx_listener *l);
+
+WSX_API int wsx_listener_address(wsx_listener *l, wsx_sockaddr *out);
+WSX_API void wsx_listener_get_stats(wsx_listener *l, wsx_listener_stats *out);
+
+/* AcceptEx with the checks Wine does not make (Windows makes them in the provider): the accept
+ * socket must be unbound and unconnected, the listener listening, and each address area at least
+ * its family's sockaddr + 16 bytes. Returns 0 (posted: a completion will come), WSAEINVAL,
+ * WSAEFAULT, or the AcceptEx error. */
+WSX_API int wsx_accept_post(const wsx_ext *ext, SOCKET listener, SOCKET accept_socket, void *buf,
+                            DWORD initial, DWORD local_len, DWORD remote_len, OVERLAPPED *ov);
+
+#ifdef __cplusplus
+}
+#endif
+
+#endif

@@ -1,0 +1,332 @@
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct slot {
+    wsx_op op;
+    wsx_listener *l;
+    SOCKET s;
+    int posted;      /* AcceptEx in flight, under the listener's lock (op.posted is not) */
+    int reaped;      /* the reaper closed s: the error completion that follows is not a failure */
+    int in_callback; /* the buffer is being read by the user's callback */
+    char *buf;
+} slot;
+
+struct wsx_listener {
+    CRITICAL_SECTION lock;
+    wsx_port *port;
+    SOCKET s;
+    int af;
+    const wsx_ext *ext;
+    wsx_listener_opts o;
+    wsx_accept_fn fn;
+    void *user;
+    slot *slots;
+    int pending; /* AcceptEx posted and not yet completed */
+    int busy;    /* callbacks running */
+    int closing;
+    HANDLE timer;
+    wsx_sockaddr addr;
+    volatile LONG64 accepted, failed, reaped;
+};
+
+int wsx_accept_post(const wsx_ext *ext, SOCKET listener, SOCKET as, void *buf, DWORD initial,
+                    DWORD local_len, DWORD remote_len, OVERLAPPED *ov)
+{
+    wsx_sockaddr la, aa;
+    BOOL listening = FALSE;
+    int len = (int)sizeof listening;
+    DWORD need;
+    DWORD got = 0;
+
+    if (ext == NULL || buf == NULL || ov == NULL || listener == INVALID_SOCKET ||
+        as == INVALID_SOCKET)
+        return WSAEINVAL;
+    la.len = (int)sizeof la.ss;
+    if (getsockname(listener, (struct sockaddr *)&la.ss, &la.len) != 0)
+        return WSAEINVAL; /* not bound, so not listening */
+    /* Each address area holds the family's sockaddr plus 16 bytes. */
+    need = (DWORD)wsx_addr_family_len(la.ss.ss_family) + 16;
+    if (local_len < need || remote_len < need)
+        return WSAEFAULT;
+    if (getsockopt(listener, SOL_SOCKET, SO_ACCEPTCONN, (char *)&listening, &len) != 0 ||
+        !listening)
+        return WSAEINVAL;
+    /* The accept socket must be fresh: getsockname succeeds only on a bound socket. */
+    aa.len = (int)sizeof aa.ss;
+    if (getsockname(as, (struct sockaddr *)&aa.ss, &aa.len) == 0)
+        return WSAEINVAL;
+    if (ext->AcceptEx(listener, as, buf, initial, local_len, remote_len, &got, ov))
+        return 0;
+    len = WSAGetLastError();
+    return len == WSA_IO_PENDING ? 0 : len;
+}
+
+static void listener_free(wsx_listener *l)
+{
+    for (int i = 0; i < l->o.accepts; i++)
+        free(l->slots[i].buf);
+    free(l->slots);
+    DeleteCriticalSection(&l->lock);
+    free(l);
+}
+
+/* Under the lock. A slot that cannot be posted stays idle; the timer retries it. */
+static void post_slot(wsx_listener *l, slot *sl)
+{
+    for (int tries = 0; tries < 16 && !l->closing; tries++) {
+        DWORD got = 0;
+        int err;
+
+        sl->s = WSASocketW(l->af, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
+        if (sl->s == INVALID_SOCKET)
+            return;
+        wsx_accept_addrs_clear(sl->buf, l->o.initial_data);
+        if (wsx_op_begin(&sl->op) != 0)
+            return;
+        sl->op.port = l->port;
+        sl->reaped = 0;
+        sl->posted = 1;
+        l->pending++;
+        /* The listener is never in skip-on-success mode: success or pending, a packet comes. */
+        if (l->ext->AcceptEx(l->s, sl->s, sl->buf, l->o.initial_data, WSX_ACCEPT_ADDR_LEN,
+                             WSX_ACCEPT_ADDR_LEN, &got, &sl->op.ov))
+            return;
+        err = WSAGetLastError();
+        if (err == WSA_IO_PENDING)
+            return;
+        wsx_op_cancel_begin(&sl->op);
+        sl->posted = 0;
+        l->pending--;
+        closesocket(sl->s);
+        sl->s = INVALID_SOCKET;
+        InterlockedIncrement64(&l->failed);
+        /* A client that reset while in the backlog fails this accept at once; try the next. */
+        if (err != WSAECONNRESET)
+            return;
+    }
+}
+
+static int finished(wsx_listener *l)
+{
+    return l->closing && l->pending == 0 && l->busy == 0;
+}
+
+static void on_accept(wsx_op *op, const wsx_status *st)
+{
+    slot *sl = op->owner;
+    wsx_listener *l = sl->l;
+    SOCKET s;
+    wsx_accepted a;
+    int done;
+
+    EnterCriticalSection(&l->lock);
+    l->pending--;
+    sl->posted = 0;
+    s = sl->s;
+    sl->s = INVALID_SOCKET;
+    if (l->closing || st->wsa != 0) {
+        if (!l->closing)
+            InterlockedIncrement64(sl->reaped ? &l->reaped : &l->failed);
+        if (s != INVALID_SOCKET)
+            closesocket(s);
+        post_slot(l, sl);
+        done = finished(l);
+        LeaveCriticalSection(&l->lock);
+        if (done)
+            listener_free(l);
+        return;
+    }
+    sl->in_callback = 1;
+    l->busy++;
+    LeaveCriticalSection(&l->lock);
+
+    memset(&a, 0, sizeof a);
+    a.s = s;
+    a.data = sl->buf;
+    a.len = st->bytes;
+    a.eof = l->o.initial_data > 0 && st->bytes == 0;
+    /* Required before the socket acts as a connected one (getpeername, shutdown...). */
+    if (setsockopt(s, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, (char *)&l->s, sizeof l->s) != 0 ||
+        wsx_accept_addrs(l->ext, s, sl->buf, l->o.initial_data, &a.local, &a.remote) != 0) {
+        /* The client is already gone (Wine leaves no address after a quick RST). */
+        closesocket(s);
+        InterlockedIncrement64(&l->failed);
+    } else {
+        InterlockedIncrement64(&l->accepted);
+        l->fn(l, &a, l->user);
+    }
+
+    EnterCriticalSection(&l->lock);
+    sl->in_callback = 0;
+    l->busy--;
+    post_slot(l, sl);
+    done = finished(l);
+    LeaveCriticalSection(&l->lock);
+    if (done)
+        listener_free(l);
+}
+
+/* Every second: reap connect-no-send clients, and post the slots that could not be posted. */
+static VOID CALLBACK on_tick(PVOID arg, BOOLEAN fired)
+{
+    wsx_listener *l = arg;
+
+    (void)fired;
+    EnterCriticalSection(&l->lock);
+    for (int i = 0; i < l->o.accepts && !l->closing; i++) {
+        slot *sl = &l->slots[i];
+        if (sl->posted) {
+            DWORD secs = 0xFFFFFFFF;
+            int len = (int)sizeof secs;
+            if (l->o.initial_data == 0 || l->o.accept_timeout_s == 0 || sl->s == INVALID_SOCKET)
+                continue;
+            /* 0xFFFFFFFF: no client yet. Closing the socket completes its AcceptEx with an
+             * error; on_accept then counts it as reaped and posts a fresh one. */
+            if (getsockopt(sl->s, SOL_SOCKET, SO_CONNECT_TIME, (char *)&secs, &len) == 0 &&
+                secs != 0xFFFFFFFF && secs >= l->o.accept_timeout_s) {
+                sl->reaped = 1;
+                closesocket(sl->s);
+                sl->s = INVALID_SOCKET;
+            }
+        } else if (!sl->in_callback) {
+            post_slot(l, sl);
+        }
+    }
+    LeaveCriticalSection(&l->lock);
+}
+
+int wsx_listener_open(wsx_port *port, const wsx_sockaddr *addr, const wsx_listener_opts *opts,
+                      wsx_accept_fn fn, void *user, wsx_listener **out)
+{
+    wsx_listener *l;
+    const char *missing = NULL;
+    int err = 0;
+
+    if (out)
+        *out = NULL;
+    if (port == NULL || addr == NULL || fn == NULL || out == NULL ||
+        wsx_addr_family_len(addr->ss.ss_family) == 0 ||
+        (opts && (opts->accepts < 0 || opts->accepts > 4096)))
+        return WSAEINVAL;
+    l = calloc(1, sizeof *l);
+    if (l == NULL)
+        return WSAENOBUFS;
+    if (opts)
+        l->o = *opts;
+    if (l->o.accepts == 0)
+        l->o.accepts = 8;
+    l->port = port;
+    l->fn = fn;
+    l->user = user;
+    l->af = addr->ss.ss_family;
+    InitializeCriticalSection(&l->lock);
+    l->slots = calloc((size_t)l->o.accepts, sizeof *l->slots);
+    l->s = WSASocketW(l->af, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
+    if (l->slots == NULL || l->s == INVALID_SOCKET) {
+        err = l->slots ? WSAGetLastError() : WSAENOBUFS;
+        goto fail;
+    }
+    for (int i = 0; i < l->o.accepts; i++) {
+        slot *sl = &l->slots[i];
+        sl->l = l;
+        sl->s = INVALID_SOCKET;
+        wsx_op_init(&sl->op, WSX_OP_ACCEPT, on_accept, sl, NULL);
+        sl->buf = malloc(WSX_ACCEPT_BUF_LEN(l->o.initial_data));
+        if (sl->buf == NULL) {
+            err = WSAENOBUFS;
+            goto fail;
+        }
+    }
+    if (l->af == AF_INET6 &&
+        IN6_IS_ADDR_UNSPECIFIED(&((const SOCKADDR_IN6 *)&addr->ss)->sin6_addr)) {
+        DWORD off =
+            0; /* [::] also serves IPv4 clients (as ::ffff:a.b.c.d); Windows' default is 1 */
+        setsockopt(l->s, IPPROTO_IPV6, IPV6_V6ONLY, (char *)&off, sizeof off);
+    }
+    if (bind(l->s, (const struct sockaddr *)&addr->ss, addr->len) != 0 ||
+        listen(l->s, l->o.backlog ? l->o.backlog : SOMAXCONN) != 0) {
+        err = WSAGetLastError();
+        goto fail;
+    }
+    l->addr.len = (int)sizeof l->addr.ss;
+    getsockname(l->s, (struct sockaddr *)&l->addr.ss, &l->addr.len);
+    err = wsx_ext_get(l->s, &l->ext);
+    if (err == 0)
+        err = wsx_ext_require(
+            l->ext, WSX_EXT_BIT(WSX_EXT_ACCEPTEX) | WSX_EXT_BIT(WSX_EXT_GETACCEPTEXSOCKADDRS),
+            &missing);
+    if (err == 0)
+        err = wsx_port_associate(port, l->s, 0, NULL);
+    if (err == 0 &&
+        !CreateTimerQueueTimer(&l->timer, NULL, on_tick, l, 1000, 1000, WT_EXECUTEDEFAULT))
+        err = wsx_error_from_win32(GetLastError());
+    if (err)
+        goto fail;
+    EnterCriticalSection(&l->lock);
+    for (int i = 0; i < l->o.accepts; i++)
+        post_slot(l, &l->slots[i]);
+    LeaveCriticalSection(&l->lock);
+    *out = l;
+    return 0;
+
+fail:
+    if (l->s != INVALID_SOCKET && l->s != 0)
+        closesocket(l->s);
+    if (l->slots)
+        listener_free(l);
+    else {
+        DeleteCriticalSection(&l->lock);
+        free(l);
+    }
+    return err;
+}
+
+int wsx_listener_close(wsx_listener *l)
+{
+    int done;
+
+    if (l == NULL)
+        return WSAEINVAL;
+    /* Waits for a tick that is running; no tick starts after. */
+    if (l->timer) {
+        DeleteTimerQueueTimer(NULL, l->timer, INVALID_HANDLE_VALUE);
+        l->timer = NULL;
+    }
+    EnterCriticalSection(&l->lock);
+    if (l->closing) {
+        LeaveCriticalSection(&l->lock);
+        return WSAENOTCONN;
+    }
+    l->closing = 1;
+    /* AcceptEx runs on the listening socket: cancel there, then close everything. */
+    CancelIoEx((HANDLE)l->s, NULL);
+    for (int i = 0; i < l->o.accepts; i++) {
+        if (l->slots[i].s != INVALID_SOCKET) {
+            closesocket(l->slots[i].s);
+            l->slots[i].s = INVALID_SOCKET;
+        }
+    }
+    closesocket(l->s);
+    done = finished(l);
+    LeaveCriticalSection(&l->lock);
+    if (done)
+        listener_free(l);
+    return 0;
+}
+
+int wsx_listener_address(wsx_listener *l, wsx_sockaddr *out)
+{
+    if (l == NULL || out == NULL)
+        return WSAEINVAL;
+    *out = l->addr;
+    return 0;
+}
+
+void wsx_listener_get_stats(wsx_listener *l, wsx_listener_stats *out)
+{
+    out->accepted = InterlockedCompareExchange64(&l->accepted, 0, 0);
+    out->failed = InterlockedCompareExchange64(&l->failed, 0, 0);
+    out->reaped = InterlockedCompareExchange64(&l->reaped, 0, 0);
+}

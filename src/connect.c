@@ -1,0 +1,87 @@
+#include "internal.h"
+
+#include <stdlib.h>
+#include <string.h>
+
+typedef struct connect_op {
+    wsx_op op;
+    SOCKET s;
+    wsx_connect_fn fn;
+    void *user;
+    char *data; /* must live until the completion: the kernel reads it */
+} connect_op;
+
+static void on_connect(wsx_op *op, const wsx_status *st)
+{
+    connect_op *c = op->owner;
+    SOCKET s = c->s;
+
+    if (st->wsa == 0 && setsockopt(s, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, NULL, 0) != 0) {
+        wsx_status err = wsx_status_from_wsa(WSAGetLastError());
+        closesocket(s);
+        c->fn(INVALID_SOCKET, &err, 0, c->user);
+    } else if (st->wsa != 0) {
+        closesocket(s);
+        c->fn(INVALID_SOCKET, st, 0, c->user);
+    } else {
+        c->fn(s, st, st->bytes, c->user);
+    }
+    free(c);
+}
+
+int wsx_connect(wsx_port *port, const wsx_sockaddr *to, const void *data, DWORD len,
+                wsx_connect_fn fn, void *user)
+{
+    connect_op *c;
+    wsx_sockaddr any;
+    const wsx_ext *ext;
+    DWORD sent = 0;
+    int err;
+
+    if (port == NULL || to == NULL || fn == NULL || (data == NULL && len > 0) ||
+        wsx_addr_family_len(to->ss.ss_family) == 0 ||
+        to->len < wsx_addr_family_len(to->ss.ss_family))
+        return WSAEINVAL;
+    c = malloc(sizeof *c + len);
+    if (c == NULL)
+        return WSAENOBUFS;
+    c->data = (char *)(c + 1);
+    if (len)
+        memcpy(c->data, data, len);
+    c->fn = fn;
+    c->user = user;
+    c->s = WSASocketW(to->ss.ss_family, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
+    if (c->s == INVALID_SOCKET) {
+        err = WSAGetLastError();
+        free(c);
+        return err;
+    }
+    /* ConnectEx refuses an unbound socket: bind to the family's wildcard, any port. */
+    memset(&any, 0, sizeof any);
+    any.ss.ss_family = to->ss.ss_family;
+    any.len = wsx_addr_family_len(to->ss.ss_family);
+    err = bind(c->s, (struct sockaddr *)&any.ss, any.len) != 0 ? WSAGetLastError() : 0;
+    if (err == 0)
+        err = wsx_ext_get(c->s, &ext);
+    if (err == 0)
+        err = wsx_ext_require(ext, WSX_EXT_BIT(WSX_EXT_CONNECTEX), NULL);
+    if (err == 0)
+        err = wsx_port_associate(port, c->s, 0, NULL);
+    if (err == 0) {
+        wsx_op_init(&c->op, WSX_OP_CONNECT, on_connect, c, NULL);
+        wsx_op_begin(&c->op);
+        c->op.port = port;
+        /* Not in skip-on-success mode: success or pending, a packet comes. */
+        if (!ext->ConnectEx(c->s, (const struct sockaddr *)&to->ss, to->len, len ? c->data : NULL,
+                            len, &sent, &c->op.ov)) {
+            err = WSAGetLastError();
+            if (err == WSA_IO_PENDING)
+                err = 0;
+        }
+    }
+    if (err) {
+        closesocket(c->s);
+        free(c);
+    }
+    return err;
+}
