@@ -34,7 +34,8 @@ BUILD = os.environ.get("WSX_BUILD", os.path.join(ROOT, "build"))
 WINE_RUN = os.path.join(ROOT, "cmake", "wine-run")
 ECHO_EXE = os.path.join(BUILD, "server", "wsx-echo.exe")
 LISTENING = re.compile(r"listening on (\[[^\]]+\]|[^\s:]+):(\d+)")
-STATS = re.compile(r"^stats:((?:\s+\w+=\d+)+)\s*$")
+STATS_LINE = re.compile(r"^(stats|final):\s")  # periodic lines, and the exit line if labelled
+STATS_PAIR = re.compile(r"([A-Za-z_][\w-]*)=(\d+)\b")
 
 # Capability -> the wsx-echo option that provides it (and the default template for --server-caps).
 # `stats` (a final "stats: key=N ..." line on stop) and `wine` (the server runs under Wine 8.0)
@@ -184,12 +185,14 @@ class Server:
             pass
 
     def stats(self):
-        """The last `stats:` line as a dict of ints, or None."""
-        for line in reversed(self.lines):
-            m = STATS.match(line.strip())
-            if m:
-                return {k: int(v) for k, v in (f.split("=") for f in m.group(1).split())}
-        return None
+        """The counters of the last `final:` line, else of the last `stats:` line, as a dict of
+        ints (every key=N in the line), or None."""
+        found = [line.strip() for line in self.lines if STATS_LINE.match(line.strip())]
+        finals = [line for line in found if line.startswith("final:")]
+        if not found:
+            return None
+        line = (finals or found)[-1]
+        return {k: int(v) for k, v in STATS_PAIR.findall(line)}
 
     def trace(self):
         """Every JSON object of the trace file (lines that do not parse are skipped)."""
