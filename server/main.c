@@ -1,96 +1,94 @@
-/* wsx-echo: an echo server on an I/O completion port, built on wsx's public API only.
+/* wsx-echo: an echo server built on wsx's public API only (it is also the example of how to use
+ * it).
  *
- * One thread. Each listener keeps N AcceptEx posted; an accept with initial data completes when
- * the client's first bytes arrive and hands them over with the connection. A connection has at
- * most one operation in flight (recv, then the send of what it read, then the next recv), so an
- * echo never reorders and a slow reader stops the server reading from that client. */
+ * Listeners keep AcceptEx posted (initial-data accepts, with the connect-no-send reaper); every
+ * accepted connection becomes a stream that sends back what it reads, through a bounded queue.
+ * Worker threads run the completion port; the main thread handles timers (idle connections,
+ * periodic stats, --stop-after) and the orderly stop on Ctrl-C. */
 #include "wsx/wsx.h"
 
-#include <limits.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #define MAX_LISTENERS 16
-#define BATCH 64
-
-enum op_kind { OP_ACCEPT, OP_RECV, OP_SEND };
-
-/* OVERLAPPED first: CONTAINING_RECORD turns what the port returns back into the op. */
-typedef struct op {
-    OVERLAPPED ov;
-    enum op_kind kind;
-    int pending; /* 1 from a successful post until its completion is dequeued */
-} op;
-
-typedef struct listener listener;
-
-typedef struct acceptor {
-    op op;
-    listener *l;
-    SOCKET s;
-    char *buf; /* initial data, then two WSX_ACCEPT_ADDR_LEN address areas */
-} acceptor;
-
-struct listener {
-    SOCKET s;
-    int af;
-    const wsx_ext *ext;
-    acceptor *acceptors;
-    char name[WSX_ADDRSTRLEN];
-};
-
-typedef struct conn {
-    op op;
-    SOCKET s;
-    struct conn *prev, *next;
-    int closing;
-    DWORD len, off; /* bytes buf[off..len) are still to be sent */
-    char *buf;
-} conn;
 
 typedef struct config {
     const char *listen[MAX_LISTENERS];
     int nlisten;
+    int threads;
     int accepts;
     DWORD initial;
+    DWORD accept_timeout;
+    DWORD idle_timeout;
+    long max_conns;
     DWORD buffer_size;
+    size_t max_queued;
+    int skip;
+    int zero;
+    DWORD stats_interval;
+    DWORD stop_after;
 } config;
 
-typedef struct stats {
-    unsigned long long accepted, closed, bytes_in, bytes_out, accept_errors, conn_errors;
-} stats;
+/* One connection. Two references: the accept path's and the stream's (dropped in on_close). */
+typedef struct conn {
+    struct conn *prev, *next;
+    wsx_stream_ref ref;
+    volatile LONG last; /* GetTickCount of the last data */
+    volatile LONG refs;
+} conn;
 
-static config cfg = {{NULL}, 0, 16, 4096, 65536};
-static stats st;
-static HANDLE port;
-static listener listeners[MAX_LISTENERS];
+typedef struct totals {
+    volatile LONG64 accepted, refused, bytes_in, bytes_out;
+    volatile LONG64 closed[WSX_KIND_OTHER + 1];
+    volatile LONG live, peak;
+} totals;
+
+static config cfg;
+static totals tot;
+static wsx_port *port;
+static wsx_listener *listeners[MAX_LISTENERS];
+static wsx_listener_stats lstats[MAX_LISTENERS]; /* taken when the listener closes */
 static int nlisteners;
+static SRWLOCK conns_lock = SRWLOCK_INIT;
 static conn *conns;
-static int stopping;
-static int idle_acceptors; /* acceptors that could not post; retried once a second */
+static HANDLE stop_event;
 
 static void usage(FILE *f)
 {
-    fprintf(f,
-            "usage: wsx-echo [OPTIONS]\n"
-            "Echo every byte back to its sender, on an I/O completion port.\n\n"
-            "  --listen ADDR:PORT     listen here (repeatable; 127.0.0.1:7007, [::1]:7007,\n"
-            "                         [::]:7007 for dual-stack; port 0 = any)  [127.0.0.1:7007]\n"
-            "  --accepts N            AcceptEx kept posted per listener (1-1024)  [16]\n"
-            "  --initial-data BYTES   accept completes with the first BYTES the client sends;\n"
-            "                         0 = accept completes on connect  [4096]\n"
-            "  --buffer-size BYTES    receive buffer per connection (512-16777216)  [65536]\n"
-            "  --help                 show this and exit\n"
-            "  --version              print the version and exit\n\n"
-            "Prints 'listening on ADDR:PORT' for each listener, then serves until Ctrl-C.\n");
+    fprintf(
+        f, "usage: wsx-echo [OPTIONS]\n"
+           "Echo every byte back to its sender, on an I/O completion port.\n\n"
+           "  --listen ADDR:PORT        listen here; repeatable. 127.0.0.1:7007, [::1]:7007,\n"
+           "                            [::]:7007 (dual-stack); port 0 = any  [127.0.0.1:7007]\n"
+           "  --threads N               worker threads (1-64)  [number of processors]\n"
+           "  --accepts N               AcceptEx kept posted per listener (1-4096)  [16]\n"
+           "  --initial-data BYTES      an accept completes with the client's first bytes, up to\n"
+           "                            BYTES; 0 = it completes on connect  [4096]\n"
+           "  --accept-timeout SECONDS  close clients that connect and send nothing for this long\n"
+           "                            (needs --initial-data > 0); 0 = never  [10]\n"
+           "  --idle-timeout SECONDS    close connections idle this long; 0 = never  [0]\n"
+           "  --max-conns N             beyond N open connections, close new ones at once;\n"
+           "                            0 = no limit  [0]\n"
+           "  --buffer-size BYTES       receive buffer (512-16777216)  [65536]\n"
+           "  --max-queued BYTES        per connection: stop reading while this much waits to be\n"
+           "                            sent (>= --buffer-size)  [4 x --buffer-size]\n"
+           "  --skip-on-success on|off  complete I/O that succeeds at once without the port  [on]\n"
+           "  --zero-byte-reads on|off  idle connections hold no receive buffer  [on]\n"
+           "  --stats-interval SECONDS  print stats every SECONDS; 0 = only at exit  [0]\n"
+           "  --stop-after SECONDS      stop by itself after SECONDS; 0 = run until Ctrl-C  [0]\n"
+           "  --help                    show this and exit\n"
+           "  --version                 print the version and exit\n\n"
+           "Prints 'listening on ADDR:PORT' for each listener, serves until Ctrl-C (or\n"
+           "--stop-after), then finishes in-flight echoes briefly and prints its stats.\n");
 }
 
-static void die_usage(const char *fmt, const char *a, const char *b)
+static void die_usage(const char *what, const char *opt, const char *val)
 {
-    fprintf(stderr, "wsx-echo: ");
-    fprintf(stderr, fmt, a, b);
-    fprintf(stderr, " (see --help)\n");
+    if (val)
+        fprintf(stderr, "wsx-echo: %s: '%s' %s (see --help)\n", opt, val, what);
+    else
+        fprintf(stderr, "wsx-echo: %s %s (see --help)\n", opt, what);
     exit(2);
 }
 
@@ -100,20 +98,48 @@ static unsigned long parse_num(const char *opt, const char *v, unsigned long lo,
     unsigned long n;
 
     if (v[0] < '0' || v[0] > '9')
-        die_usage("%s: '%s' is not a number", opt, v);
+        die_usage("is not a number", opt, v);
     n = strtoul(v, &end, 10);
     if (*end != '\0')
-        die_usage("%s: '%s' is not a number", opt, v);
+        die_usage("is not a number", opt, v);
     if (n < lo || n > hi)
-        die_usage("%s: '%s' is out of range", opt, v);
+        die_usage("is out of range", opt, v);
     return n;
 }
 
+static int parse_onoff(const char *opt, const char *v)
+{
+    if (strcmp(v, "on") == 0)
+        return 1;
+    if (strcmp(v, "off") == 0)
+        return 0;
+    die_usage("must be on or off", opt, v);
+    return 0;
+}
+
+static const char *const options[] = {
+    "--listen",          "--threads",        "--accepts",     "--initial-data", "--accept-timeout",
+    "--idle-timeout",    "--max-conns",      "--buffer-size", "--max-queued",   "--skip-on-success",
+    "--zero-byte-reads", "--stats-interval", "--stop-after",
+};
+
 static void parse_args(int argc, char **argv)
 {
+    SYSTEM_INFO si;
+    int have_queued = 0;
+
+    GetSystemInfo(&si);
+    cfg.threads = si.dwNumberOfProcessors > 64 ? 64 : (int)si.dwNumberOfProcessors;
+    cfg.accepts = 16;
+    cfg.initial = 4096;
+    cfg.accept_timeout = 10;
+    cfg.buffer_size = 65536;
+    cfg.skip = 1;
+    cfg.zero = 1;
     for (int i = 1; i < argc; i++) {
         char *arg = argv[i], *val = NULL, *eq;
         char name[32];
+        int known = 0;
 
         if (strcmp(arg, "--help") == 0 || strcmp(arg, "-h") == 0) {
             usage(stdout);
@@ -124,442 +150,315 @@ static void parse_args(int argc, char **argv)
             exit(0);
         }
         if (strncmp(arg, "--", 2) != 0)
-            die_usage("unexpected argument '%s'%s", arg, "");
+            die_usage("is not an option", "argument", arg);
         eq = strchr(arg, '=');
+        if ((eq ? (size_t)(eq - arg) : strlen(arg)) >= sizeof name)
+            die_usage("is not an option", "argument", arg);
+        memcpy(name, arg, eq ? (size_t)(eq - arg) : strlen(arg) + 1);
         if (eq) {
-            size_t n = (size_t)(eq - arg);
-            if (n >= sizeof name)
-                die_usage("unknown option '%s'%s", arg, "");
-            memcpy(name, arg, n);
-            name[n] = '\0';
+            name[eq - arg] = '\0';
             val = eq + 1;
-        } else {
-            if (strlen(arg) >= sizeof name)
-                die_usage("unknown option '%s'%s", arg, "");
-            strcpy(name, arg);
         }
-        if (strcmp(name, "--listen") != 0 && strcmp(name, "--accepts") != 0 &&
-            strcmp(name, "--initial-data") != 0 && strcmp(name, "--buffer-size") != 0)
-            die_usage("unknown option '%s'%s", name, "");
+        for (size_t k = 0; k < sizeof options / sizeof options[0]; k++)
+            known |= strcmp(name, options[k]) == 0;
+        if (!known)
+            die_usage("is not an option", "argument", name);
         if (val == NULL) {
             if (i + 1 >= argc)
-                die_usage("%s needs a value%s", name, "");
+                die_usage("needs a value", name, NULL);
             val = argv[++i];
         }
         if (strcmp(name, "--listen") == 0) {
             wsx_sockaddr probe;
             if (wsx_addr_parse(val, &probe) != 0)
-                die_usage("--listen: '%s' is not ADDR:PORT (e.g. 127.0.0.1:7007 or [::1]:0)%s", val,
-                          "");
+                die_usage("is not ADDR:PORT (e.g. 127.0.0.1:7007 or [::1]:0)", name, val);
             if (cfg.nlisten == MAX_LISTENERS)
-                die_usage("--listen: at most 16 addresses%s%s", "", "");
+                die_usage("is given more than 16 times", name, NULL);
             cfg.listen[cfg.nlisten++] = val;
+        } else if (strcmp(name, "--threads") == 0) {
+            cfg.threads = (int)parse_num(name, val, 1, 64);
         } else if (strcmp(name, "--accepts") == 0) {
-            cfg.accepts = (int)parse_num(name, val, 1, 1024);
+            cfg.accepts = (int)parse_num(name, val, 1, 4096);
         } else if (strcmp(name, "--initial-data") == 0) {
             cfg.initial = (DWORD)parse_num(name, val, 0, 16777216);
-        } else {
+        } else if (strcmp(name, "--accept-timeout") == 0) {
+            cfg.accept_timeout = (DWORD)parse_num(name, val, 0, 86400);
+        } else if (strcmp(name, "--idle-timeout") == 0) {
+            cfg.idle_timeout = (DWORD)parse_num(name, val, 0, 86400);
+        } else if (strcmp(name, "--max-conns") == 0) {
+            cfg.max_conns = (long)parse_num(name, val, 0, 10000000);
+        } else if (strcmp(name, "--buffer-size") == 0) {
             cfg.buffer_size = (DWORD)parse_num(name, val, 512, 16777216);
+        } else if (strcmp(name, "--max-queued") == 0) {
+            cfg.max_queued = (size_t)parse_num(name, val, 512, 1ul << 30);
+            have_queued = 1;
+        } else if (strcmp(name, "--skip-on-success") == 0) {
+            cfg.skip = parse_onoff(name, val);
+        } else if (strcmp(name, "--zero-byte-reads") == 0) {
+            cfg.zero = parse_onoff(name, val);
+        } else if (strcmp(name, "--stats-interval") == 0) {
+            cfg.stats_interval = (DWORD)parse_num(name, val, 0, 86400);
+        } else {
+            cfg.stop_after = (DWORD)parse_num(name, val, 0, 31536000);
         }
     }
     if (cfg.nlisten == 0)
         cfg.listen[cfg.nlisten++] = "127.0.0.1:7007";
     if (cfg.initial > cfg.buffer_size)
-        die_usage("--initial-data must not exceed --buffer-size%s%s", "", "");
+        die_usage("must not exceed --buffer-size", "--initial-data", NULL);
+    if (!have_queued)
+        cfg.max_queued = 4 * (size_t)cfg.buffer_size;
+    if (cfg.max_queued < cfg.buffer_size)
+        die_usage("must be at least --buffer-size", "--max-queued", NULL);
 }
 
-static void log_error(const char *what, int err)
+static void conn_unref(conn *c)
 {
-    const char *name = wsx_error_name(err);
-    fprintf(stderr, "wsx-echo: %s: %s (%d %s)\n", what, wsx_strerror(err), err, name ? name : "");
+    if (InterlockedDecrement(&c->refs) == 0)
+        free(c);
 }
 
-static void conn_free(conn *c)
+static void on_data(wsx_stream *s, wsx_buf *b)
 {
+    conn *c = wsx_stream_user(s);
+
+    InterlockedExchange(&c->last, (LONG)GetTickCount());
+    InterlockedExchangeAdd64(&tot.bytes_in, b->len - b->off);
+    wsx_stream_send_buf(s, b); /* the echo: the buffer itself goes back, no copy */
+}
+
+static void on_close(wsx_stream *s, const wsx_status *why)
+{
+    conn *c = wsx_stream_user(s);
+    wsx_stream_info info;
+
+    wsx_stream_get_info(s, &info);
+    InterlockedExchangeAdd64(&tot.bytes_out, (LONG64)info.bytes_out);
+    InterlockedIncrement64(&tot.closed[why->kind]);
+    AcquireSRWLockExclusive(&conns_lock);
     if (c->prev)
         c->prev->next = c->next;
     else
         conns = c->next;
     if (c->next)
         c->next->prev = c->prev;
-    free(c->buf);
-    free(c);
-    st.closed++;
+    ReleaseSRWLockExclusive(&conns_lock);
+    InterlockedDecrement(&tot.live);
+    conn_unref(c);
 }
 
-/* Close now if nothing is in flight; otherwise cancel, close, and free when the completion
- * comes back (an OVERLAPPED is the kernel's until then). */
-static void conn_close(conn *c, int graceful)
+static const wsx_stream_callbacks echo_callbacks = {on_data, NULL, on_close, NULL};
+
+static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
 {
-    if (c->s != INVALID_SOCKET) {
-        if (graceful)
-            shutdown(c->s, SD_SEND);
-        if (c->op.pending)
-            CancelIoEx((HANDLE)c->s, NULL);
-        closesocket(c->s);
-        c->s = INVALID_SOCKET;
-    }
-    c->closing = 1;
-    if (!c->op.pending)
-        conn_free(c);
-}
+    wsx_stream_opts o;
+    wsx_stream *s;
+    conn *c;
+    LONG live, peak;
 
-/* Every post below: a call that returns success or WSA_IO_PENDING queues a completion packet
- * (skip-on-success is not enabled), so the op is pending either way. */
-static void conn_recv(conn *c)
-{
-    WSABUF wb;
-    DWORD flags = 0;
-
-    wb.buf = c->buf;
-    wb.len = cfg.buffer_size;
-    memset(&c->op.ov, 0, sizeof c->op.ov);
-    c->op.kind = OP_RECV;
-    if (WSARecv(c->s, &wb, 1, NULL, &flags, &c->op.ov, NULL) != 0 &&
-        WSAGetLastError() != WSA_IO_PENDING) {
-        st.conn_errors++;
-        conn_close(c, 0);
+    (void)l;
+    (void)user;
+    if (a->eof) { /* the client sent FIN before any data: nothing to echo */
+        closesocket(a->s);
+        InterlockedIncrement64(&tot.accepted);
+        InterlockedIncrement64(&tot.closed[WSX_KIND_EOF]);
         return;
     }
-    c->op.pending = 1;
-}
-
-static void conn_send(conn *c)
-{
-    WSABUF wb;
-
-    wb.buf = c->buf + c->off;
-    wb.len = c->len - c->off;
-    memset(&c->op.ov, 0, sizeof c->op.ov);
-    c->op.kind = OP_SEND;
-    if (WSASend(c->s, &wb, 1, NULL, 0, &c->op.ov, NULL) != 0 &&
-        WSAGetLastError() != WSA_IO_PENDING) {
-        st.conn_errors++;
-        conn_close(c, 0);
+    live = InterlockedIncrement(&tot.live);
+    if (cfg.max_conns && live > cfg.max_conns) {
+        InterlockedDecrement(&tot.live);
+        InterlockedIncrement64(&tot.refused);
+        closesocket(a->s);
         return;
     }
-    c->op.pending = 1;
-}
-
-static void on_conn(conn *c, wsx_status r)
-{
-    c->op.pending = 0;
-    if (c->closing) {
-        conn_free(c);
+    InterlockedIncrement64(&tot.accepted);
+    while ((peak = tot.peak) < live && InterlockedCompareExchange(&tot.peak, live, peak) != peak)
+        ;
+    c = calloc(1, sizeof *c);
+    if (c == NULL) {
+        InterlockedDecrement(&tot.live);
+        InterlockedIncrement64(&tot.closed[WSX_KIND_OTHER]);
+        closesocket(a->s);
         return;
     }
-    if (r.kind == WSX_KIND_EOF) {
-        /* Every byte read has been echoed (one op at a time), so FIN can follow at once. */
-        conn_close(c, 1);
-        return;
-    }
-    if (r.wsa != 0) {
-        if (r.kind != WSX_KIND_PEER_RESET)
-            st.conn_errors++;
-        conn_close(c, 0);
-        return;
-    }
-    if (c->op.kind == OP_RECV) {
-        st.bytes_in += r.bytes;
-        c->len = r.bytes;
-        c->off = 0;
-        conn_send(c);
-        return;
-    }
-    st.bytes_out += r.bytes;
-    c->off += r.bytes;
-    if (c->off < c->len)
-        conn_send(c); /* partial send: post the rest, in order */
-    else
-        conn_recv(c);
-}
-
-static void conn_start(SOCKET s, const char *initial, DWORD n)
-{
-    conn *c = calloc(1, sizeof *c);
-    char *buf = malloc(cfg.buffer_size);
-
-    if (c == NULL || buf == NULL || CreateIoCompletionPort((HANDLE)s, port, 0, 0) == NULL) {
-        free(c);
-        free(buf);
-        closesocket(s);
-        st.conn_errors++;
-        return;
-    }
-    c->s = s;
-    c->buf = buf;
+    c->refs = 2;
+    c->last = (LONG)GetTickCount();
+    AcquireSRWLockExclusive(&conns_lock);
     c->next = conns;
     if (conns)
         conns->prev = c;
     conns = c;
-    if (n > 0) {
-        memcpy(c->buf, initial, n);
-        c->len = n;
-        c->off = 0;
-        st.bytes_in += n;
-        conn_send(c);
-    } else {
-        conn_recv(c);
-    }
-}
+    ReleaseSRWLockExclusive(&conns_lock);
 
-/* Post one AcceptEx. A connection reset while in the backlog can fail AcceptEx at once with
- * WSAECONNRESET: that client is gone, the listener is not, so try again with a new socket. */
-static void post_accept(acceptor *a)
-{
-    listener *l = a->l;
-
-    for (int tries = 0; tries < 64; tries++) {
-        DWORD got = 0;
-        int err;
-
-        a->s = WSASocketW(l->af, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
-        if (a->s == INVALID_SOCKET)
-            break;
-        wsx_accept_addrs_clear(a->buf, cfg.initial);
-        memset(&a->op.ov, 0, sizeof a->op.ov);
-        a->op.kind = OP_ACCEPT;
-        if (l->ext->AcceptEx(l->s, a->s, a->buf, cfg.initial, WSX_ACCEPT_ADDR_LEN,
-                             WSX_ACCEPT_ADDR_LEN, &got, &a->op.ov) ||
-            WSAGetLastError() == WSA_IO_PENDING) {
-            a->op.pending = 1;
-            return;
-        }
-        err = WSAGetLastError();
-        closesocket(a->s);
-        a->s = INVALID_SOCKET;
-        st.accept_errors++;
-        if (err != WSAECONNRESET)
-            break;
-    }
-    /* Out of sockets or memory: leave this acceptor idle; the loop retries it every second. */
-    idle_acceptors++;
-}
-
-static void on_accept(acceptor *a, wsx_status r)
-{
-    SOCKET s = a->s;
-
-    a->op.pending = 0;
-    a->s = INVALID_SOCKET;
-    if (stopping) {
-        closesocket(s);
+    memset(&o, 0, sizeof o);
+    o.max_queued = cfg.max_queued;
+    o.zero_byte_reads = cfg.zero;
+    o.skip_on_success = cfg.skip;
+    /* Callbacks, on_close included, may run on other threads before this returns. */
+    if (wsx_stream_open(port, a->s, &o, &echo_callbacks, c, a->data, a->len, &s) != 0) {
+        AcquireSRWLockExclusive(&conns_lock);
+        if (c->prev)
+            c->prev->next = c->next;
+        else
+            conns = c->next;
+        if (c->next)
+            c->next->prev = c->prev;
+        ReleaseSRWLockExclusive(&conns_lock);
+        InterlockedDecrement(&tot.live);
+        InterlockedIncrement64(&tot.closed[WSX_KIND_OTHER]);
+        free(c);
         return;
     }
-    if (r.wsa != 0) {
-        /* The client reset or vanished before its accept completed: drop it, keep listening. */
-        st.accept_errors++;
-        closesocket(s);
-        post_accept(a);
-        return;
-    }
-    st.accepted++;
-    /* Required before getpeername, shutdown or any other call on an AcceptEx socket. */
-    if (setsockopt(s, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, (char *)&a->l->s, sizeof a->l->s) !=
-        0) {
-        st.conn_errors++;
-        closesocket(s);
-        st.closed++;
-    } else if (cfg.initial > 0 && r.bytes == 0) {
-        /* Initial-data accept that completed empty: the client sent FIN before any data. */
-        shutdown(s, SD_SEND);
-        closesocket(s);
-        st.closed++;
-    } else {
-        conn_start(s, a->buf, r.bytes);
-    }
-    post_accept(a);
+    AcquireSRWLockExclusive(&conns_lock);
+    c->ref = wsx_stream_get_ref(s);
+    ReleaseSRWLockExclusive(&conns_lock);
+    conn_unref(c);
 }
 
-static int open_listener(listener *l, const char *text)
+/* Close the connections matching `idle_ms` (0: all) with `how`; returns how many were asked. */
+static int close_conns(DWORD idle_ms, wsx_close_how how)
 {
-    wsx_sockaddr addr;
-    int err;
-    const char *missing = NULL;
+    wsx_stream_ref *refs = NULL;
+    int n = 0, cap = 0, asked = 0;
+    DWORD now = GetTickCount();
 
-    wsx_addr_parse(text, &addr);
-    l->af = addr.ss.ss_family;
-    l->s = WSASocketW(l->af, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
-    if (l->s == INVALID_SOCKET) {
-        err = WSAGetLastError();
-        fprintf(stderr, "wsx-echo: %s: cannot create socket: %s\n", text, wsx_strerror(err));
-        return err;
-    }
-    if (l->af == AF_INET6 && IN6_IS_ADDR_UNSPECIFIED(&((SOCKADDR_IN6 *)&addr.ss)->sin6_addr)) {
-        DWORD off = 0; /* [::] serves IPv4 clients too, as ::ffff:a.b.c.d */
-        setsockopt(l->s, IPPROTO_IPV6, IPV6_V6ONLY, (char *)&off, sizeof off);
-    }
-    if (bind(l->s, (struct sockaddr *)&addr.ss, addr.len) != 0 || listen(l->s, SOMAXCONN) != 0) {
-        err = WSAGetLastError();
-        fprintf(stderr, "wsx-echo: %s: cannot listen: %s (%s)\n", text, wsx_strerror(err),
-                wsx_error_name(err) ? wsx_error_name(err) : "?");
-        return err;
-    }
-    addr.len = (int)sizeof addr.ss;
-    getsockname(l->s, (struct sockaddr *)&addr.ss, &addr.len);
-    wsx_addr_format((struct sockaddr *)&addr.ss, addr.len, l->name, sizeof l->name);
-
-    err = wsx_ext_get(l->s, &l->ext);
-    if (err == 0)
-        err = wsx_ext_require(
-            l->ext, WSX_EXT_BIT(WSX_EXT_ACCEPTEX) | WSX_EXT_BIT(WSX_EXT_GETACCEPTEXSOCKADDRS),
-            &missing);
-    if (err != 0) {
-        fprintf(stderr, "wsx-echo: %s: the socket provider lacks %s: %s\n", text,
-                missing ? missing : "its extension functions", wsx_strerror(err));
-        return err;
-    }
-    if (CreateIoCompletionPort((HANDLE)l->s, port, 0, 0) == NULL) {
-        fprintf(stderr, "wsx-echo: %s: cannot associate with the port (%lu)\n", text,
-                GetLastError());
-        return WSAEINVAL;
-    }
-    l->acceptors = calloc((size_t)cfg.accepts, sizeof *l->acceptors);
-    if (l->acceptors == NULL)
-        return WSAENOBUFS;
-    for (int i = 0; i < cfg.accepts; i++) {
-        acceptor *a = &l->acceptors[i];
-        a->l = l;
-        a->s = INVALID_SOCKET;
-        a->buf = malloc(WSX_ACCEPT_BUF_LEN(cfg.initial));
-        if (a->buf == NULL)
-            return WSAENOBUFS;
-    }
-    return 0;
+    AcquireSRWLockShared(&conns_lock);
+    for (conn *c = conns; c; c = c->next)
+        cap++;
+    refs = cap ? malloc((size_t)cap * sizeof *refs) : NULL;
+    for (conn *c = conns; c && refs && n < cap; c = c->next)
+        if (c->ref.s && (idle_ms == 0 || now - (DWORD)c->last >= idle_ms))
+            refs[n++] = c->ref;
+    ReleaseSRWLockShared(&conns_lock);
+    /* Outside the list lock: a stream's on_close takes it while holding the stream's lock. */
+    for (int i = 0; i < n; i++)
+        asked += wsx_stream_ref_close(refs[i], how) == 0;
+    free(refs);
+    return asked;
 }
 
-static void retry_idle_acceptors(void)
+static void print_stats(const char *label)
 {
-    int n = idle_acceptors;
+    wsx_listener_stats ls;
+    LONG64 reaped = 0, failed = 0;
 
-    idle_acceptors = 0;
-    for (int i = 0; i < nlisteners && n > 0; i++)
-        for (int j = 0; j < cfg.accepts; j++)
-            if (!listeners[i].acceptors[j].op.pending) {
-                post_accept(&listeners[i].acceptors[j]);
-                n--;
-            }
-}
-
-static void dispatch(OVERLAPPED *ov, DWORD bytes)
-{
-    op *o = CONTAINING_RECORD(ov, op, ov);
-    wsx_status r = wsx_status_from_overlapped(ov, bytes, o->kind == OP_RECV);
-
-    if (o->kind == OP_ACCEPT)
-        on_accept(CONTAINING_RECORD(o, acceptor, op), r);
-    else
-        on_conn(CONTAINING_RECORD(o, conn, op), r);
+    for (int i = 0; i < nlisteners; i++) {
+        if (listeners[i])
+            wsx_listener_get_stats(listeners[i], &ls);
+        else
+            ls = lstats[i];
+        reaped += ls.reaped;
+        failed += ls.failed;
+    }
+    printf("%s: accepted=%lld closed=%lld (ok=%lld eof=%lld peer-reset=%lld aborted-locally=%lld "
+           "other=%lld) open=%ld peak=%ld bytes_in=%lld bytes_out=%lld reaped=%lld refused=%lld "
+           "accept_errors=%lld\n",
+           label, (long long)tot.accepted,
+           (long long)(tot.closed[WSX_KIND_OK] + tot.closed[WSX_KIND_EOF] +
+                       tot.closed[WSX_KIND_PEER_RESET] + tot.closed[WSX_KIND_ABORTED] +
+                       tot.closed[WSX_KIND_REFUSED] + tot.closed[WSX_KIND_OTHER]),
+           (long long)tot.closed[WSX_KIND_OK], (long long)tot.closed[WSX_KIND_EOF],
+           (long long)tot.closed[WSX_KIND_PEER_RESET], (long long)tot.closed[WSX_KIND_ABORTED],
+           (long long)(tot.closed[WSX_KIND_OTHER] + tot.closed[WSX_KIND_REFUSED]), (long)tot.live,
+           (long)tot.peak, (long long)tot.bytes_in, (long long)tot.bytes_out, (long long)reaped,
+           (long long)tot.refused, (long long)failed);
+    fflush(stdout);
 }
 
 static BOOL WINAPI on_console_event(DWORD event)
 {
-    (void)event;
-    /* Wake the loop with a packet that carries no OVERLAPPED. */
-    PostQueuedCompletionStatus(port, 0, 0, NULL);
+    (void)event; /* Ctrl-C, Ctrl-Break, console close; Wine turns SIGINT into Ctrl-C */
+    SetEvent(stop_event);
     return TRUE;
 }
 
-static int pending_ops(void)
+static int wait_until_idle(DWORD ms)
 {
-    int n = 0;
-
-    for (int i = 0; i < nlisteners; i++)
-        for (int j = 0; j < cfg.accepts; j++)
-            n += listeners[i].acceptors[j].op.pending;
-    for (conn *c = conns; c; c = c->next)
-        n += c->op.pending;
-    return n;
-}
-
-/* Stop: cancel and close everything, then wait for every pending OVERLAPPED to come back
- * before the memory that holds it is released. */
-static void shutdown_all(void)
-{
-    DWORD deadline = GetTickCount() + 5000;
-
-    stopping = 1;
-    for (int i = 0; i < nlisteners; i++) {
-        CancelIoEx((HANDLE)listeners[i].s, NULL);
-        for (int j = 0; j < cfg.accepts; j++)
-            if (listeners[i].acceptors[j].s != INVALID_SOCKET)
-                CancelIoEx((HANDLE)listeners[i].acceptors[j].s, NULL);
-        closesocket(listeners[i].s);
-    }
-    for (conn *c = conns, *next; c; c = next) {
-        next = c->next;
-        conn_close(c, 0);
-    }
-    while (pending_ops() > 0 && (LONG)(deadline - GetTickCount()) > 0) {
-        OVERLAPPED_ENTRY e[BATCH];
-        ULONG n = 0;
-        if (!GetQueuedCompletionStatusEx(port, e, BATCH, &n, 200, FALSE))
-            continue;
-        for (ULONG i = 0; i < n; i++)
-            if (e[i].lpOverlapped)
-                dispatch(e[i].lpOverlapped, e[i].dwNumberOfBytesTransferred);
-    }
+    DWORD t0 = GetTickCount();
+    while (tot.live > 0 && GetTickCount() - t0 < ms)
+        Sleep(20);
+    return tot.live == 0;
 }
 
 int main(int argc, char **argv)
 {
     WSADATA wsa;
+    wsx_port_opts po;
+    wsx_listener_opts lo;
+    DWORD start, last_stats, last_idle;
     int err;
 
     parse_args(argc, argv);
     err = WSAStartup(MAKEWORD(2, 2), &wsa);
     if (err != 0) {
-        log_error("WSAStartup", err);
+        fprintf(stderr, "wsx-echo: WSAStartup: %s\n", wsx_strerror(err));
         return 1;
     }
-    port = CreateIoCompletionPort(INVALID_HANDLE_VALUE, NULL, 0, 1);
-    if (port == NULL) {
-        fprintf(stderr, "wsx-echo: cannot create a completion port (%lu)\n", GetLastError());
+    stop_event = CreateEventW(NULL, TRUE, FALSE, NULL);
+    memset(&po, 0, sizeof po);
+    po.buffer_size = cfg.buffer_size;
+    err = wsx_port_create(&port, &po);
+    if (err == 0)
+        err = wsx_port_start(port, cfg.threads);
+    if (err != 0) {
+        fprintf(stderr, "wsx-echo: cannot start the completion port: %s\n", wsx_strerror(err));
         return 1;
     }
+    memset(&lo, 0, sizeof lo);
+    lo.accepts = cfg.accepts;
+    lo.initial_data = cfg.initial;
+    lo.accept_timeout_s = cfg.initial ? cfg.accept_timeout : 0;
     for (int i = 0; i < cfg.nlisten; i++) {
-        if (open_listener(&listeners[i], cfg.listen[i]) != 0)
+        wsx_sockaddr addr, bound;
+        char text[WSX_ADDRSTRLEN];
+
+        wsx_addr_parse(cfg.listen[i], &addr);
+        err = wsx_listener_open(port, &addr, &lo, on_accept, NULL, &listeners[i]);
+        if (err != 0) {
+            const char *name = wsx_error_name(err);
+            fprintf(stderr, "wsx-echo: cannot listen on %s: %s (%s)\n", cfg.listen[i],
+                    wsx_strerror(err), name ? name : "?");
             return 1;
+        }
         nlisteners++;
+        wsx_listener_address(listeners[i], &bound);
+        wsx_addr_format((struct sockaddr *)&bound.ss, bound.len, text, sizeof text);
+        printf("listening on %s\n", text);
     }
+    fflush(stdout);
     SetConsoleCtrlHandler(on_console_event, TRUE);
-    for (int i = 0; i < nlisteners; i++) {
-        for (int j = 0; j < cfg.accepts; j++)
-            post_accept(&listeners[i].acceptors[j]);
-        printf("listening on %s\n", listeners[i].name);
-    }
-    fflush(stdout);
 
-    for (;;) {
-        OVERLAPPED_ENTRY e[BATCH];
-        ULONG n = 0;
-        int stop = 0;
-
-        if (!GetQueuedCompletionStatusEx(port, e, BATCH, &n, idle_acceptors ? 1000 : INFINITE,
-                                         FALSE)) {
-            err = (int)GetLastError();
-            if (err != WAIT_TIMEOUT) {
-                fprintf(stderr, "wsx-echo: GetQueuedCompletionStatusEx failed (%d)\n", err);
-                Sleep(10);
-            }
-        }
-        for (ULONG i = 0; i < n; i++) {
-            if (e[i].lpOverlapped == NULL)
-                stop = 1;
-            else
-                dispatch(e[i].lpOverlapped, e[i].dwNumberOfBytesTransferred);
-        }
-        if (stop)
+    start = last_stats = last_idle = GetTickCount();
+    while (WaitForSingleObject(stop_event, 200) == WAIT_TIMEOUT) {
+        DWORD now = GetTickCount();
+        if (cfg.stop_after && now - start >= cfg.stop_after * 1000)
             break;
-        if (idle_acceptors)
-            retry_idle_acceptors();
+        if (cfg.stats_interval && now - last_stats >= cfg.stats_interval * 1000) {
+            last_stats = now;
+            print_stats("stats");
+        }
+        if (cfg.idle_timeout && now - last_idle >= 1000) {
+            last_idle = now;
+            close_conns(cfg.idle_timeout * 1000, WSX_CLOSE_GRACEFUL);
+        }
     }
 
-    shutdown_all();
-    printf("stats: accepted=%llu closed=%llu bytes_in=%llu bytes_out=%llu accept_errors=%llu "
-           "conn_errors=%llu\n",
-           st.accepted, st.closed, st.bytes_in, st.bytes_out, st.accept_errors, st.conn_errors);
-    fflush(stdout);
+    /* Stop: no new clients; in-flight echoes get a short grace, then FIN, then RST. */
+    for (int i = 0; i < nlisteners; i++) {
+        wsx_listener_get_stats(listeners[i], &lstats[i]);
+        wsx_listener_close(listeners[i]);
+        listeners[i] = NULL;
+    }
+    close_conns(0, WSX_CLOSE_SHUTDOWN);
+    if (!wait_until_idle(1000)) {
+        close_conns(0, WSX_CLOSE_GRACEFUL);
+        if (!wait_until_idle(1000)) {
+            close_conns(0, WSX_CLOSE_RESET);
+            wait_until_idle(3000);
+        }
+    }
+    print_stats("final");
+    wsx_port_stop(port);
     WSACleanup();
     return 0;
 }

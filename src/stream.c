@@ -367,29 +367,41 @@ static wsx_status classify(wsx_stream *s, wsx_op *op, const wsx_status *st)
     return r;
 }
 
-/* A zero-byte read completed: data (or FIN) is waiting; take it without blocking. */
+/* A zero-byte read completed: data (or FIN) is waiting; take it without blocking. A full buffer
+ * suggests more is waiting, so read again at once (a few times, within the queue cap) before
+ * going back to a zero-byte read: each of those is a round trip through the port. */
 static void take_ready_data(wsx_stream *s)
 {
-    wsx_buf *b = wsx_buf_get(s->port->bufs);
-    int n;
+    DWORD size = wsx_buf_pool_size(s->port->bufs);
 
-    if (b == NULL) {
-        fail_wsa(s, WSAENOBUFS);
+    for (int round = 0; round < 4; round++) {
+        wsx_buf *b;
+        int n;
+
+        if (s->closed || s->eof || s->close_req || s->q.queued + size > s->max_queued)
+            return;
+        b = wsx_buf_get(s->port->bufs);
+        if (b == NULL) {
+            fail_wsa(s, WSAENOBUFS);
+            return;
+        }
+        n = recv(s->sock, b->data, (int)b->cap, 0);
+        if (n > 0) {
+            b->len = (DWORD)n;
+            got_data(s, b);
+            if ((DWORD)n < size)
+                return;
+            continue;
+        }
+        wsx_buf_put(b);
+        if (n == 0) {
+            got_eof(s);
+        } else {
+            int err = WSAGetLastError();
+            if (err != WSAEWOULDBLOCK)
+                fail_wsa(s, err);
+        }
         return;
-    }
-    n = recv(s->sock, b->data, (int)b->cap, 0);
-    if (n > 0) {
-        b->len = (DWORD)n;
-        got_data(s, b);
-        return;
-    }
-    wsx_buf_put(b);
-    if (n == 0) {
-        got_eof(s);
-    } else {
-        int err = WSAGetLastError();
-        if (err != WSAEWOULDBLOCK)
-            fail_wsa(s, err);
     }
 }
 
@@ -784,4 +796,35 @@ void wsx_stream_get_info(wsx_stream *s, wsx_stream_info *out)
     out->bytes_in = s->bytes_in;
     out->bytes_out = s->bytes_out;
     LeaveCriticalSection(&s->lock);
+}
+
+wsx_stream_ref wsx_stream_get_ref(wsx_stream *s)
+{
+    wsx_stream_ref r;
+    r.s = s;
+    r.gen = s ? s->gen : 0;
+    return r;
+}
+
+int wsx_stream_ref_close(wsx_stream_ref ref, wsx_close_how how)
+{
+    wsx_stream *s = ref.s;
+    int err = WSAENOTCONN;
+
+    if (s == NULL)
+        return WSAEINVAL;
+    /* The lock outlives every generation; holding it, the stream cannot finish and be reused
+     * under us (it finishes only when the outermost holder leaves). */
+    s_enter(s);
+    if (s->gen == ref.gen && !s->closed && !s->finished) {
+        if (how == WSX_CLOSE_RESET)
+            err = wsx_stream_reset(s);
+        else if (how == WSX_CLOSE_SHUTDOWN)
+            err = wsx_stream_shutdown(s);
+        else
+            err = wsx_stream_close(s);
+    }
+    s_leave(s);
+    wsx__port_flush();
+    return err;
 }

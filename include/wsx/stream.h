@@ -95,6 +95,26 @@ WSX_API int wsx_stream_close(wsx_stream *s);
 /* Abortive close: drop the queue, SO_LINGER {1,0}, cancel, close: the peer gets RST. */
 WSX_API int wsx_stream_reset(wsx_stream *s);
 
+/* A reference that stays safe to use after the stream has ended: stream memory is recycled, never
+ * freed while its port lives, and each reuse gets a new generation. Use it from threads other than
+ * the stream's own callbacks (timers, a control thread). */
+typedef struct wsx_stream_ref {
+    wsx_stream *s;
+    LONG gen;
+} wsx_stream_ref;
+
+typedef enum wsx_close_how {
+    WSX_CLOSE_GRACEFUL, /* wsx_stream_close */
+    WSX_CLOSE_RESET,    /* wsx_stream_reset */
+    WSX_CLOSE_SHUTDOWN  /* wsx_stream_shutdown */
+} wsx_close_how;
+
+WSX_API wsx_stream_ref wsx_stream_get_ref(wsx_stream *s);
+
+/* Close the referenced connection if it is still the one referenced and not yet closed;
+ * WSAENOTCONN otherwise. */
+WSX_API int wsx_stream_ref_close(wsx_stream_ref ref, wsx_close_how how);
+
 WSX_API void *wsx_stream_user(const wsx_stream *s);
 WSX_API SOCKET wsx_stream_socket(const wsx_stream *s);
 WSX_API wsx_port *wsx_stream_port(const wsx_stream *s);
