@@ -73,7 +73,7 @@ COMMON = dict(deadline=None, database=None, print_blob=True,
 
 
 @pytest.mark.timeout(300)
-@settings(max_examples=25, **COMMON)
+@settings(max_examples=40, **COMMON)
 @given(seed=st.integers(0, 2**32 - 1), writes=WRITES, reads=READS)
 def test_random_chunking_echo_equals_input(echo_server, seed, writes, reads):
     chunked_echo(echo_server, seed, writes, reads)

@@ -8,8 +8,8 @@ import time
 
 import pytest
 
-from wirelib import (Pinger, abort, connect, echo_stream, events_with, ping, read_to_close,
-                     recv_exact)
+from wirelib import (Pinger, abort, connect, connect_with_data, echo_stream, events_with, ping,
+                     read_to_close, recv_exact)
 
 pytestmark = pytest.mark.timeout(120)
 
@@ -42,6 +42,18 @@ def test_half_close_then_read_later(echo_server):
         got, how = read_to_close(s, timeout=30)
     assert how == "eof"
     assert got == data
+
+
+@pytest.mark.wire
+def test_tiny_message_with_fin_at_once(echo_server):
+    """A few bytes with the connect, FIN right behind them (they may arrive together with the
+    accept): the bytes come back, then EOF. 50 times."""
+    for i in range(50):
+        msg = b"m%d" % i
+        with connect_with_data(echo_server, msg) as s:
+            s.shutdown(socket.SHUT_WR)
+            got, how = read_to_close(s, timeout=15)
+        assert (got, how) == (msg, "eof"), "round %d" % i
 
 
 @pytest.mark.wire
@@ -216,3 +228,30 @@ def test_server_stop_with_clients_connected(spawn, target):
         assert rc == 0, "wsx-echo exited %s on SIGINT:\n%s" % (rc, srv.output())
         assert srv.stats() is not None, srv.output()
     assert took < 20, "stop took %.1f s" % took
+
+
+@pytest.mark.needs("stop")
+@pytest.mark.timeout(120)
+def test_server_stop_with_many_clients(spawn):
+    """300 clients that have had their echo and 30 that never sent: on stop every one sees EOF or
+    RST within 15 s."""
+    srv = spawn()
+    idle = []
+    for i in range(300):
+        s = connect(srv.addr)
+        s.sendall(b"%04d" % i)
+        idle.append(s)
+    for i, s in enumerate(idle):
+        assert recv_exact(s, 4) == b"%04d" % i
+    silent = [connect(srv.addr) for _ in range(30)]
+    rc = srv.stop(timeout=30)
+    assert rc is not None, "the server did not exit within 30 s of SIGINT"
+    hanging = 0
+    for s in idle + silent:
+        try:
+            read_to_close(s, timeout=15)
+        except AssertionError:
+            hanging += 1
+        s.close()
+    assert hanging == 0, "%d of %d clients still open after the server stopped" % (
+        hanging, len(idle) + len(silent))

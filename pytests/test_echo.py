@@ -101,6 +101,26 @@ def test_concurrent_clients(echo_server):
     assert len(results) == 32 and all(r is True for r in results.values()), results
 
 
+@pytest.mark.timeout(180)
+def test_parallel_large_streams(echo_server):
+    """8 connections each streaming 8 MiB at once: every one byte-exact."""
+    results = {}
+
+    def one(i):
+        data = os.urandom(8 * MiB)
+        try:
+            results[i] = sha(echo_stream(echo_server, data, chunk=256 * 1024)) == sha(data)
+        except (OSError, AssertionError) as e:
+            results[i] = repr(e)
+
+    threads = [threading.Thread(target=one, args=(i,), daemon=True) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(150)
+    assert len(results) == 8 and all(r is True for r in results.values()), results
+
+
 def run_many(addr, n):
     rng = random.Random(n)
     payloads = [rng.randbytes(rng.randint(1, 2048)) for _ in range(n)]
