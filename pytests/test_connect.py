@@ -180,7 +180,7 @@ def refused(addr, timeout=3.0):
     an echo, or no echo within `timeout` while at its limit)."""
     try:
         s = connect(addr, timeout=10)
-    except ConnectionRefusedError:
+    except (ConnectionRefusedError, ConnectionResetError):  # the RST can beat connect's return
         return True
     with s:
         try:
