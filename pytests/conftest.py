@@ -48,6 +48,8 @@ CAPS = {
     "max-conns": "--max-conns {}",        # serve at most N connections, refuse the others
     "max-queued": "--max-queued {}",      # bytes queued per connection at most (backpressure)
     "trace": "--trace {}",                # write JSON-lines events to FILE
+    "threads": "--threads {}",            # worker threads
+    "idle-timeout": "--idle-timeout {}",  # close a connection idle for SECONDS
     "stats": None,
     "wine": None,
 }
@@ -322,8 +324,9 @@ class Target:
             raise ValueError("capability %r takes no option" % cap)
         return [a.replace("{}", str(value)) for a in shlex.split(tpl)]
 
-    def start(self, name, options=(), trace=False, wait=60):
-        """Start an instance. options: (capability, value) pairs. trace: write a trace file."""
+    def start(self, name, options=(), trace=False, wait=60, raw=()):
+        """Start an instance. options: (capability, value) pairs. trace: write a trace file.
+        raw: arguments passed as they are (wsx-echo's own options, for wsx-only tests)."""
         artdir = os.path.join(self.artifacts, re.sub(r"[^\w.-]+", "_", name)[-120:])
         os.makedirs(artdir, exist_ok=True)
         trace_path = os.path.join(artdir, "trace.jsonl") if trace else None
@@ -333,6 +336,7 @@ class Target:
             extra += self.option_args(cap, value)
         if trace_path:
             extra += self.option_args("trace", trace_path)
+        extra += list(raw)
         if self.kind == "wsx":
             if not listen:
                 extra = ["--listen", "127.0.0.1:0"] + extra
@@ -453,7 +457,9 @@ def spawn(request, target):
         pytest.skip(reason)
     started = []
 
-    def start(*options, trace=False, wait=60):
+    def start(*options, trace=False, wait=60, raw=()):
+        if raw and target.kind != "wsx":
+            pytest.skip("passes wsx-echo's own options")
         for cap, _ in options:
             r = target.why_not(cap)
             if r:
@@ -463,7 +469,7 @@ def spawn(request, target):
             if r:
                 pytest.skip(r)
         srv = target.start("%s-%d" % (request.node.name, len(started)), options, trace=trace,
-                           wait=wait)
+                           wait=wait, raw=raw)
         started.append(srv)
         request.node._wsx_servers = getattr(request.node, "_wsx_servers", []) + [srv]
         return srv
