@@ -77,6 +77,7 @@ static conn *cs;
 static int ep;
 static enum phase phase;
 static int64_t t_begin, t_measure, t_drain, t_hold_end, measured_ns;
+static int64_t open_ns, check_ns;      /* idle: time to open all, time to check all */
 static uint64_t cycles;                 /* accept: connections started, for fresh offsets */
 static int nwarm;                       /* connections that have had an echo back */
 static int opened, held, checked;       /* idle progress */
@@ -379,6 +380,7 @@ static int advance(int64_t t)
         if (held < opt.conns)
             return 1;
         t_hold_end = t + (int64_t)(opt.hold * 1e9);
+        open_ns = t - t_begin;
         phase = HOLD;
         return 1;
     case HOLD:
@@ -391,7 +393,10 @@ static int advance(int64_t t)
             start_message(&cs[i]);
         return 1;
     case CHECK:
-        return checked < opt.conns;
+        if (checked < opt.conns)
+            return 1;
+        check_ns = t - t_hold_end;
+        return 0;
     case FINISHED:
         break;
     }
@@ -424,11 +429,17 @@ static void report(void)
     }
     mean = sum / opt.conns;
     /* Starvation: a connection with less than half the mean share of the work. */
-    if (!nerrors && opt.mode != IDLE && opt.conns > 1 && (double)lo < mean / 2)
+    if (!nerrors && opt.mode != IDLE && opt.conns > 1 && (double)lo < mean / 2) {
+        int starved = 0, worst = 0;
         for (int i = 0; i < opt.conns; i++)
-            if ((double)cs[i].count < mean / 2)
-                fail(NULL, "starvation: connection %d got %llu, under half the mean share %.0f", i,
-                     (unsigned long long)cs[i].count, mean);
+            if ((double)cs[i].count < mean / 2) {
+                starved++;
+                worst = cs[i].count < cs[worst].count ? i : worst;
+            }
+        fail(NULL, "starvation: %d of %d connections got under half the mean share %.0f "
+             "(connection %d: %llu)", starved, opt.conns, mean, worst,
+             (unsigned long long)cs[worst].count);
+    }
 
     printf("{\"mode\": \"%s\", \"conns\": %d, \"size\": %zu, \"ok\": %s, \"error_count\": %d, "
            "\"errors\": [",
@@ -444,8 +455,9 @@ static void report(void)
                          ? (double)(aux_after - aux_before) / held : -1;
         printf(", \"held\": %d, \"checked\": %d, \"rss_before\": %ld, \"rss_after\": %ld, "
                "\"rss_per_conn\": %.0f, \"aux_before\": %ld, \"aux_after\": %ld, "
-               "\"aux_per_conn\": %.0f",
-               held, checked, rss_before, rss_after, per, aux_before, aux_after, aux);
+               "\"aux_per_conn\": %.0f, \"open_s\": %.2f, \"check_s\": %.2f",
+               held, checked, rss_before, rss_after, per, aux_before, aux_after, aux, open_ns / 1e9,
+               check_ns / 1e9);
     } else {
         qsort(rtts, nrtt, sizeof *rtts, cmp_u32);
         printf(", \"seconds\": %.3f, \"total\": %.0f, \"per_s\": %.1f, \"mb_per_s\": %.2f, "
