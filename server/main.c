@@ -28,6 +28,7 @@ typedef struct config {
     int zero;
     DWORD stats_interval;
     DWORD stop_after;
+    const char *trace;
 } config;
 
 /* One connection. Two references: the accept path's and the stream's (dropped in on_close). */
@@ -75,6 +76,8 @@ static void usage(FILE *f)
            "                            sent (>= --buffer-size)  [4 x --buffer-size]\n"
            "  --skip-on-success on|off  complete I/O that succeeds at once without the port  [on]\n"
            "  --zero-byte-reads on|off  idle connections hold no receive buffer  [on]\n"
+           "  --trace FILE|-            write a JSON line per overlapped operation event to FILE\n"
+           "                            (- = stdout); see docs/trace.md  [off]\n"
            "  --stats-interval SECONDS  print stats every SECONDS; 0 = only at exit  [0]\n"
            "  --stop-after SECONDS      stop by itself after SECONDS; 0 = run until Ctrl-C  [0]\n"
            "  --help                    show this and exit\n"
@@ -120,7 +123,7 @@ static int parse_onoff(const char *opt, const char *v)
 static const char *const options[] = {
     "--listen",          "--threads",        "--accepts",     "--initial-data", "--accept-timeout",
     "--idle-timeout",    "--max-conns",      "--buffer-size", "--max-queued",   "--skip-on-success",
-    "--zero-byte-reads", "--stats-interval", "--stop-after",
+    "--zero-byte-reads", "--stats-interval", "--stop-after",  "--trace",
 };
 
 static void parse_args(int argc, char **argv)
@@ -196,6 +199,10 @@ static void parse_args(int argc, char **argv)
             cfg.skip = parse_onoff(name, val);
         } else if (strcmp(name, "--zero-byte-reads") == 0) {
             cfg.zero = parse_onoff(name, val);
+        } else if (strcmp(name, "--trace") == 0) {
+            if (val[0] == '\0')
+                die_usage("needs a file name or -", name, NULL);
+            cfg.trace = val;
         } else if (strcmp(name, "--stats-interval") == 0) {
             cfg.stats_interval = (DWORD)parse_num(name, val, 0, 86400);
         } else {
@@ -395,6 +402,11 @@ int main(int argc, char **argv)
         return 1;
     }
     stop_event = CreateEventW(NULL, TRUE, FALSE, NULL);
+    if (cfg.trace && (err = wsx_trace_open(cfg.trace)) != 0) {
+        fprintf(stderr, "wsx-echo: cannot write the trace to %s: %s\n", cfg.trace,
+                wsx_strerror(err));
+        return 1;
+    }
     memset(&po, 0, sizeof po);
     po.buffer_size = cfg.buffer_size;
     err = wsx_port_create(&port, &po);
@@ -459,6 +471,7 @@ int main(int argc, char **argv)
     }
     print_stats("final");
     wsx_port_stop(port);
+    wsx_trace_close();
     WSACleanup();
     return 0;
 }

@@ -1,5 +1,6 @@
 #include "internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -90,11 +91,20 @@ static void post_slot(wsx_listener *l, slot *sl)
         sl->posted = 1;
         l->pending++;
         /* The listener is never in skip-on-success mode: success or pending, a packet comes. */
-        if (l->ext->AcceptEx(l->s, sl->s, sl->buf, l->o.initial_data, WSX_ACCEPT_ADDR_LEN,
-                             WSX_ACCEPT_ADDR_LEN, &got, &sl->op.ov))
-            return;
-        err = WSAGetLastError();
-        if (err == WSA_IO_PENDING)
+        err = l->ext->AcceptEx(l->s, sl->s, sl->buf, l->o.initial_data, WSX_ACCEPT_ADDR_LEN,
+                               WSX_ACCEPT_ADDR_LEN, &got, &sl->op.ov)
+                  ? 0
+                  : WSAGetLastError();
+        if (WSX_TRACING()) {
+            wsx_status st;
+            const char *phase = wsx__trace_post_phase(err ? -1 : 0, err, &st);
+            char extra[48];
+            snprintf(extra, sizeof extra, "\"slot\":%d,\"initial\":%lu", (int)(sl - l->slots),
+                     (unsigned long)l->o.initial_data);
+            wsx__trace_event(0, 0, "accept", phase, 0, err && err != WSA_IO_PENDING ? &st : NULL,
+                             NULL, 0, extra);
+        }
+        if (err == 0 || err == WSA_IO_PENDING)
             return;
         wsx_op_cancel_begin(&sl->op);
         sl->posted = 0;
@@ -126,6 +136,12 @@ static void on_accept(wsx_op *op, const wsx_status *st)
     sl->posted = 0;
     s = sl->s;
     sl->s = INVALID_SOCKET;
+    if (WSX_TRACING() && (l->closing || st->wsa != 0)) {
+        char extra[48];
+        snprintf(extra, sizeof extra, "\"slot\":%d%s", (int)(sl - l->slots),
+                 sl->reaped ? ",\"reaped\":true" : "");
+        wsx__trace_event(0, 0, "accept", "complete", st->bytes, st, NULL, 0, extra);
+    }
     if (l->closing || st->wsa != 0) {
         if (!l->closing)
             InterlockedIncrement64(sl->reaped ? &l->reaped : &l->failed);
@@ -154,6 +170,13 @@ static void on_accept(wsx_op *op, const wsx_status *st)
         closesocket(s);
         InterlockedIncrement64(&l->failed);
     } else {
+        if (WSX_TRACING()) {
+            char extra[48];
+            snprintf(extra, sizeof extra, "\"slot\":%d%s", (int)(sl - l->slots),
+                     a.eof ? ",\"eof\":true" : "");
+            wsx__trace_event(0, 0, "accept", "complete", st->bytes, st,
+                             (const struct sockaddr *)&a.remote.ss, a.remote.len, extra);
+        }
         InterlockedIncrement64(&l->accepted);
         l->fn(l, &a, l->user);
     }
@@ -187,6 +210,13 @@ static VOID CALLBACK on_tick(PVOID arg, BOOLEAN fired)
             if (getsockopt(sl->s, SOL_SOCKET, SO_CONNECT_TIME, (char *)&secs, &len) == 0 &&
                 secs != 0xFFFFFFFF && secs >= l->o.accept_timeout_s) {
                 sl->reaped = 1;
+                if (WSX_TRACING()) {
+                    char extra[64];
+                    snprintf(extra, sizeof extra,
+                             "\"slot\":%d,\"reason\":\"reaped\",\"connected_s\":%lu", i,
+                             (unsigned long)secs);
+                    wsx__trace_event(0, 0, "close", "sync-ok", 0, NULL, NULL, 0, extra);
+                }
                 closesocket(sl->s);
                 sl->s = INVALID_SOCKET;
             }

@@ -9,6 +9,7 @@ typedef struct connect_op {
     wsx_connect_fn fn;
     void *user;
     char *data; /* must live until the completion: the kernel reads it */
+    wsx_sockaddr to;
 } connect_op;
 
 static void on_connect(wsx_op *op, const wsx_status *st)
@@ -16,6 +17,9 @@ static void on_connect(wsx_op *op, const wsx_status *st)
     connect_op *c = op->owner;
     SOCKET s = c->s;
 
+    if (WSX_TRACING())
+        wsx__trace_event(0, 0, "connect", "complete", st->bytes, st,
+                         (const struct sockaddr *)&c->to.ss, c->to.len, NULL);
     if (st->wsa == 0 && setsockopt(s, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, NULL, 0) != 0) {
         wsx_status err = wsx_status_from_wsa(WSAGetLastError());
         closesocket(s);
@@ -50,6 +54,7 @@ int wsx_connect(wsx_port *port, const wsx_sockaddr *to, const void *data, DWORD 
         memcpy(c->data, data, len);
     c->fn = fn;
     c->user = user;
+    c->to = *to;
     c->s = WSASocketW(to->ss.ss_family, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
     if (c->s == INVALID_SOCKET) {
         err = WSAGetLastError();
@@ -72,12 +77,19 @@ int wsx_connect(wsx_port *port, const wsx_sockaddr *to, const void *data, DWORD 
         wsx_op_begin(&c->op);
         c->op.port = port;
         /* Not in skip-on-success mode: success or pending, a packet comes. */
-        if (!ext->ConnectEx(c->s, (const struct sockaddr *)&to->ss, to->len, len ? c->data : NULL,
-                            len, &sent, &c->op.ov)) {
-            err = WSAGetLastError();
-            if (err == WSA_IO_PENDING)
-                err = 0;
+        err = ext->ConnectEx(c->s, (const struct sockaddr *)&to->ss, to->len, len ? c->data : NULL,
+                             len, &sent, &c->op.ov)
+                  ? 0
+                  : WSAGetLastError();
+        if (WSX_TRACING()) {
+            wsx_status st;
+            const char *phase = wsx__trace_post_phase(err ? -1 : 0, err, &st);
+            wsx__trace_event(0, 0, "connect", phase, sent,
+                             err && err != WSA_IO_PENDING ? &st : NULL,
+                             (const struct sockaddr *)&to->ss, to->len, NULL);
         }
+        if (err == WSA_IO_PENDING)
+            err = 0;
     }
     if (err) {
         closesocket(c->s);

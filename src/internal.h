@@ -52,6 +52,16 @@ void wsx__sendq_clear(wsx__sendq *q);
 
 void wsx__stream_free_all(struct wsx_port *p);
 
+/* Trace (trace.c). Callers test WSX_TRACING() first: one predictable branch when off. */
+extern volatile LONG wsx__trace_on;
+#define WSX_TRACING() (wsx__trace_on != 0)
+void wsx__trace_event(unsigned long long conn, LONG gen, const char *op, const char *phase,
+                      DWORD bytes, const wsx_status *st, const struct sockaddr *peer, int peer_len,
+                      const char *extra);
+/* The phase of a post from the call's result: sync-ok, pending or sync-error (with *st). */
+const char *wsx__trace_post_phase(int rc, int err, wsx_status *st);
+void wsx__trace_from_env(void);
+
 /* Deliver this thread's inline completions, unless a delivery is already running on it. */
 void wsx__port_flush(void);
 

@@ -17,6 +17,7 @@ int wsx_port_create(wsx_port **out, const wsx_port_opts *opts)
     if (out == NULL)
         return WSAEINVAL;
     *out = NULL;
+    wsx__trace_from_env();
     p = calloc(1, sizeof *p);
     if (p == NULL)
         return WSAENOBUFS;

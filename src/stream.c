@@ -1,5 +1,6 @@
 #include "internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -11,6 +12,7 @@ struct wsx_stream {
     wsx_port *port;
     SOCKET sock;
     volatile LONG gen;
+    unsigned long long id; /* connection id in the trace */
     wsx_op rop, wop, top;
     unsigned streak;
     int pending;
@@ -39,6 +41,22 @@ struct wsx_stream {
 
 /* The buffer of a zero-byte read: WSARecv wants a WSABUF, the kernel keeps no bytes of it. */
 static char zero_byte[1];
+
+static volatile LONG64 next_id;
+
+/* Trace a post; keeps WSAGetLastError() for the caller. */
+static void trace_post(wsx_stream *s, const char *op, int rc, DWORD n, DWORD posted_bytes)
+{
+    int err = rc ? WSAGetLastError() : 0;
+    wsx_status st;
+    const char *phase = wsx__trace_post_phase(rc, err, &st);
+    char extra[48];
+
+    snprintf(extra, sizeof extra, "\"posted\":%lu", (unsigned long)posted_bytes);
+    wsx__trace_event(s->id, s->gen, op, phase, rc == 0 ? n : 0,
+                     strcmp(phase, "sync-error") == 0 ? &st : NULL, NULL, 0, extra);
+    WSASetLastError(err);
+}
 
 void wsx__sendq_push(wsx__sendq *q, wsx_buf *b)
 {
@@ -194,6 +212,13 @@ static void close_socket(wsx_stream *s, int abortive)
     if (s->closed)
         return;
     s->closed = 1;
+    if (WSX_TRACING()) {
+        char extra[96];
+        snprintf(extra, sizeof extra, "\"how\":\"%s\",\"pending\":%d,\"why\":\"%s\"",
+                 abortive ? "abortive" : "graceful", s->pending,
+                 s->why_set ? wsx_kind_name(s->why.kind) : (s->eof ? "eof" : "ok"));
+        wsx__trace_event(s->id, s->gen, "close", "sync-ok", 0, NULL, NULL, 0, extra);
+    }
     if (abortive) {
         struct linger lg = {1, 0}; /* closesocket then sends RST and drops unsent data */
         setsockopt(s->sock, SOL_SOCKET, SO_LINGER, (char *)&lg, sizeof lg);
@@ -265,6 +290,8 @@ static void read_next(wsx_stream *s)
     s->reading = 1;
     s->pending++;
     rc = WSARecv(s->sock, &wb, 1, &n, &flags, &s->rop.ov, NULL);
+    if (WSX_TRACING())
+        trace_post(s, "recv", rc, n, wb.len);
     posted(s, &s->rop, rc, n); /* after the call: n is written by it */
 }
 
@@ -285,8 +312,12 @@ static void transmit_next(wsx_stream *s)
     tb.TailLength = s->tf_tail ? s->tf_tail->len : 0;
     s->transmitting = 1;
     s->pending++;
-    /* Never completed inline: TransmitFile reports no byte count when it returns at once. */
-    if (!ext->TransmitFile(s->sock, s->tf_file, s->tf_len, 0, &s->top.ov, &tb, 0)) {
+    /* A TransmitFile that succeeds at once reports no count: it sent everything asked. */
+    err = ext->TransmitFile(s->sock, s->tf_file, s->tf_len, 0, &s->top.ov, &tb, 0) ? 0 : -1;
+    if (WSX_TRACING())
+        trace_post(s, "transmitfile", err, tb.HeadLength + s->tf_len + tb.TailLength,
+                   tb.HeadLength + s->tf_len + tb.TailLength);
+    if (err) {
         err = WSAGetLastError();
         if (err != WSA_IO_PENDING)
             wsx__port_complete(&s->top, 0, 0, err);
@@ -314,6 +345,8 @@ static void write_next(wsx_stream *s)
     s->writing = 1;
     s->pending++;
     rc = WSASend(s->sock, s->wb, (DWORD)count, &n, 0, &s->wop.ov, NULL);
+    if (WSX_TRACING())
+        trace_post(s, "send", rc, n, total);
     posted(s, &s->wop, rc, n);
 }
 
@@ -323,7 +356,12 @@ static void check_done(wsx_stream *s)
     if (s->closed || s->q.head || s->writing || s->tf_req)
         return;
     if (s->shut_req && !s->shut_done) {
-        shutdown(s->sock, SD_SEND);
+        int rc = shutdown(s->sock, SD_SEND);
+        if (WSX_TRACING()) {
+            wsx_status st = wsx_status_from_wsa(rc ? WSAGetLastError() : 0);
+            wsx__trace_event(s->id, s->gen, "shutdown", rc ? "sync-error" : "sync-ok", 0,
+                             rc ? &st : NULL, NULL, 0, NULL);
+        }
         s->shut_done = 1;
     }
     if ((s->eof && s->shut_done) || s->close_req)
@@ -362,6 +400,9 @@ static wsx_status classify(wsx_stream *s, wsx_op *op, const wsx_status *st)
         s->transmitting = 0;
     if (r.wsa != 0 && (s->closed || s->close_req))
         r.kind = WSX_KIND_ABORTED;
+    if (WSX_TRACING())
+        wsx__trace_event(s->id, s->gen, wsx_op_kind_name((wsx_op_kind)op->kind), "complete",
+                         r.bytes, &r, NULL, 0, op->completed_inline ? "\"inline\":true" : NULL);
     if (s->cb.on_complete)
         s->cb.on_complete(s, (wsx_op_kind)op->kind, &r);
     return r;
@@ -547,6 +588,7 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     s_enter(s);
     s->port = port;
     s->sock = sock;
+    s->id = (unsigned long long)InterlockedIncrement64(&next_id);
     s->streak = 0;
     s->pending = 0;
     s->zero = opts && opts->zero_byte_reads;

@@ -12,6 +12,7 @@
 #include "wsx/stream.h"
 #include "wsx/accept.h"
 #include "wsx/connect.h"
+#include "wsx/trace.h"
 
 #define WSX_VERSION_MAJOR 0
 #define WSX_VERSION_MINOR 1

@@ -1,0 +1,211 @@
+#include "internal.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#define RING (1u << 20) /* bytes of lines waiting for the writer */
+#define LINE 640
+
+volatile LONG wsx__trace_on;
+
+static SRWLOCK lock = SRWLOCK_INIT;
+static char *ring;
+static size_t head, tail; /* ring[tail..head) holds lines, modulo RING */
+static HANDLE out, writer, wake;
+static volatile LONG stopping;
+static LONG64 dropped;
+static LARGE_INTEGER t0, freq;
+static INIT_ONCE env_once = INIT_ONCE_STATIC_INIT;
+
+static void write_all(const char *p, size_t n)
+{
+    while (n > 0) {
+        DWORD w = 0;
+        if (!WriteFile(out, p, (DWORD)(n > 65536 ? 65536 : n), &w, NULL) || w == 0)
+            return;
+        p += w;
+        n -= w;
+    }
+}
+
+/* Empties the ring; the only thread that touches the file. */
+static DWORD WINAPI writer_main(void *arg)
+{
+    static char chunk[65536];
+
+    (void)arg;
+    for (;;) {
+        size_t n = 0;
+        int last = stopping != 0;
+
+        WaitForSingleObject(wake, last ? 0 : 100);
+        AcquireSRWLockExclusive(&lock);
+        while (tail != head && n < sizeof chunk) {
+            size_t run = head > tail ? head - tail : RING - tail;
+            if (run > sizeof chunk - n)
+                run = sizeof chunk - n;
+            memcpy(chunk + n, ring + tail, run);
+            n += run;
+            tail = (tail + run) % RING;
+        }
+        ReleaseSRWLockExclusive(&lock);
+        if (n)
+            write_all(chunk, n);
+        else if (last)
+            return 0;
+    }
+}
+
+void wsx__trace_line(const char *line, size_t n)
+{
+    size_t used, first;
+
+    AcquireSRWLockExclusive(&lock);
+    used = (head + RING - tail) % RING;
+    if (ring == NULL || used + n >= RING - 1) {
+        dropped++;
+        ReleaseSRWLockExclusive(&lock);
+        return;
+    }
+    first = RING - head < n ? RING - head : n;
+    memcpy(ring + head, line, first);
+    memcpy(ring, line + first, n - first);
+    head = (head + n) % RING;
+    ReleaseSRWLockExclusive(&lock);
+    if (used == 0)
+        SetEvent(wake);
+}
+
+static int put_code_names(char *p, size_t cap, const wsx_status *st)
+{
+    const char *nt = wsx_ntstatus_name(st->ntstatus);
+    const char *w32 = wsx_win32_name(st->win32);
+    const char *wsa = wsx_error_name(st->wsa);
+
+    return snprintf(p, cap,
+                    ",\"nt\":\"0x%08lX\",\"nt_name\":\"%s\",\"win32\":%lu,\"win32_name\":\"%s\","
+                    "\"wsa\":%d,\"wsa_name\":\"%s\",\"kind\":\"%s\"",
+                    (unsigned long)st->ntstatus, nt ? nt : "", (unsigned long)st->win32,
+                    w32 ? w32 : "", st->wsa, wsa ? wsa : "", wsx_kind_name(st->kind));
+}
+
+void wsx__trace_event(unsigned long long conn, LONG gen, const char *op, const char *phase,
+                      DWORD bytes, const wsx_status *st, const struct sockaddr *peer, int peer_len,
+                      const char *extra)
+{
+    char line[LINE], addr[WSX_ADDRSTRLEN];
+    LARGE_INTEGER now;
+    int n, m;
+
+    QueryPerformanceCounter(&now);
+    n = snprintf(line, sizeof line,
+                 "{\"t\":%lld,\"thr\":%lu,\"conn\":%llu,\"gen\":%ld,\"op\":\"%s\",\"phase\":\"%s\","
+                 "\"bytes\":%lu",
+                 (long long)((now.QuadPart - t0.QuadPart) * 1000000 / freq.QuadPart),
+                 GetCurrentThreadId(), conn, (long)gen, op, phase, (unsigned long)bytes);
+    if (st && n > 0 && (size_t)n < sizeof line) {
+        m = put_code_names(line + n, sizeof line - (size_t)n, st);
+        n = m > 0 ? n + m : n;
+    }
+    if (peer && n > 0 && (size_t)n < sizeof line &&
+        wsx_addr_format(peer, peer_len, addr, sizeof addr) == 0) {
+        m = snprintf(line + n, sizeof line - (size_t)n, ",\"peer\":\"%s\"", addr);
+        n = m > 0 ? n + m : n;
+    }
+    if (extra && n > 0 && (size_t)n < sizeof line) {
+        m = snprintf(line + n, sizeof line - (size_t)n, ",%s", extra);
+        n = m > 0 ? n + m : n;
+    }
+    if (n <= 0 || (size_t)n + 2 > sizeof line)
+        return;
+    line[n++] = '}';
+    line[n++] = '\n';
+    wsx__trace_line(line, (size_t)n);
+}
+
+int wsx_trace_open(const char *path)
+{
+    HANDLE h;
+
+    if (path == NULL)
+        return WSAEINVAL;
+    wsx_trace_close();
+    if (strcmp(path, "-") == 0)
+        h = GetStdHandle(STD_OUTPUT_HANDLE);
+    else
+        h = CreateFileA(path, GENERIC_WRITE, FILE_SHARE_READ, NULL, CREATE_ALWAYS,
+                        FILE_ATTRIBUTE_NORMAL, NULL);
+    if (h == INVALID_HANDLE_VALUE || h == NULL)
+        return wsx_error_from_win32(GetLastError());
+    AcquireSRWLockExclusive(&lock);
+    if (ring == NULL)
+        ring = malloc(RING);
+    head = tail = 0;
+    dropped = 0;
+    ReleaseSRWLockExclusive(&lock);
+    if (ring == NULL)
+        return WSAENOBUFS;
+    out = h;
+    stopping = 0;
+    wake = CreateEventW(NULL, FALSE, FALSE, NULL);
+    QueryPerformanceFrequency(&freq);
+    QueryPerformanceCounter(&t0);
+    writer = CreateThread(NULL, 0, writer_main, NULL, 0, NULL);
+    if (writer == NULL)
+        return wsx_error_from_win32(GetLastError());
+    InterlockedExchange(&wsx__trace_on, 1);
+    return 0;
+}
+
+void wsx_trace_close(void)
+{
+    char line[96];
+    int n;
+
+    if (!InterlockedExchange(&wsx__trace_on, 0))
+        return;
+    n = snprintf(line, sizeof line, "{\"op\":\"trace\",\"phase\":\"end\",\"dropped\":%lld}\n",
+                 (long long)dropped);
+    if (n > 0)
+        wsx__trace_line(line, (size_t)n);
+    InterlockedExchange(&stopping, 1);
+    SetEvent(wake);
+    WaitForSingleObject(writer, INFINITE);
+    CloseHandle(writer);
+    CloseHandle(wake);
+    if (out != GetStdHandle(STD_OUTPUT_HANDLE))
+        CloseHandle(out);
+    out = NULL;
+}
+
+int wsx_trace_enabled(void)
+{
+    return wsx__trace_on != 0;
+}
+
+static BOOL CALLBACK env_init(PINIT_ONCE once, PVOID param, PVOID *ctx)
+{
+    char path[MAX_PATH];
+    DWORD n = GetEnvironmentVariableA("WSX_TRACE", path, sizeof path);
+
+    (void)once, (void)param, (void)ctx;
+    if (n > 0 && n < sizeof path && !wsx__trace_on)
+        wsx_trace_open(path);
+    return TRUE;
+}
+
+void wsx__trace_from_env(void)
+{
+    InitOnceExecuteOnce(&env_once, env_init, NULL, NULL);
+}
+
+const char *wsx__trace_post_phase(int rc, int err, wsx_status *st)
+{
+    if (rc == 0)
+        return "sync-ok";
+    if (err == WSA_IO_PENDING)
+        return "pending";
+    *st = wsx_status_from_wsa(err);
+    return "sync-error";
+}
