@@ -1,0 +1,200 @@
+"""wsx-echo as a server program: every option, stopping with clients connected, its trace.
+Skipped for other servers (wsx_only)."""
+import os
+import socket
+import subprocess
+import time
+
+import pytest
+
+from conftest import start_wsx_echo, wsx_echo_argv
+from wirelib import abort, connect, recv_exact
+
+pytestmark = pytest.mark.timeout(120)
+
+# Every option with a valid value; wsx-echo must start with all of them at once.
+VALID = [
+    ("--threads", "2"), ("--accepts", "4"), ("--initial-data", "100"),
+    ("--accept-timeout", "3"), ("--idle-timeout", "30"), ("--max-conns", "10"),
+    ("--buffer-size", "8192"), ("--max-queued", "65536"), ("--skip-on-success", "off"),
+    ("--zero-byte-reads", "off"), ("--stats-interval", "1"), ("--stop-after", "60"),
+]
+
+BAD = [
+    ("--threads", "0"), ("--threads", "65"), ("--accepts", "-1"), ("--accepts", "5000"),
+    ("--initial-data", "x"), ("--accept-timeout", "1.5"), ("--idle-timeout", "-3"),
+    ("--max-conns", "ten"), ("--buffer-size", "100"), ("--max-queued", "10"),
+    ("--skip-on-success", "yes"), ("--zero-byte-reads", "1"), ("--stats-interval", ""),
+    ("--stop-after", "9999999999"), ("--trace", ""), ("--listen", "localhost:80"),
+]
+
+
+def test_every_option_parses_together(wsx_only, tmp_path):
+    trace = str(tmp_path / "t.jsonl")
+    args = ["--listen", "127.0.0.1:0", "--trace", trace]
+    for opt, val in VALID:
+        args += [opt, val]
+    srv = start_wsx_echo(*args, trace=trace)
+    try:
+        with connect(srv.addr) as s:
+            s.sendall(b"all options")
+            assert recv_exact(s, 11) == b"all options"
+        time.sleep(1.5)  # at least one periodic stats line
+    finally:
+        rc = srv.stop()
+    assert rc == 0, srv.output()
+    assert any(line.startswith("stats: ") for line in srv.lines), srv.output()
+    assert srv.stats()["accepted"] == 1
+    assert any(ev.get("op") == "accept" for ev in srv.trace())
+
+
+def test_equals_form(wsx_only):
+    srv = start_wsx_echo("--listen=127.0.0.1:0", "--threads=1", "--initial-data=0")
+    try:
+        with connect(srv.addr) as s:
+            s.sendall(b"eq")
+            assert recv_exact(s, 2) == b"eq"
+    finally:
+        assert srv.stop() == 0
+
+
+@pytest.mark.parametrize("opt, val", BAD, ids=["%s=%s" % b for b in BAD])
+def test_bad_value_exits_2_naming_the_option(wsx_only, opt, val):
+    p = subprocess.run(wsx_echo_argv(opt, val), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 2, (p.returncode, p.stdout, p.stderr)
+    assert opt in p.stderr, p.stderr
+    assert len(p.stderr.strip().splitlines()) == 1, p.stderr
+
+
+def test_help_lists_every_option_with_defaults(wsx_only):
+    p = subprocess.run(wsx_echo_argv("--help"), capture_output=True, text=True, timeout=60)
+    assert p.returncode == 0
+    for opt, _ in VALID + [("--trace", ""), ("--listen", "")]:
+        assert opt in p.stdout, opt
+    assert "[4096]" in p.stdout and "[65536]" in p.stdout
+
+
+def _clients(addr, n):
+    socks = []
+    for i in range(n):
+        s = connect(addr, timeout=20)
+        s.sendall(b"c%d" % i)
+        assert recv_exact(s, len(b"c%d" % i)) == b"c%d" % i
+        socks.append(s)
+    return socks
+
+
+def _ended(s):
+    """True once the server ended this connection: EOF or reset, within the socket's timeout."""
+    try:
+        while s.recv(65536):
+            pass
+        return True
+    except ConnectionResetError:
+        return True
+
+
+def test_stop_after_with_clients_connected(wsx_only):
+    srv = start_wsx_echo("--listen", "127.0.0.1:0", "--stop-after", "2")
+    socks = _clients(srv.addr, 5)
+    t0 = time.monotonic()
+    assert srv.proc.wait(30) == 0, srv.output()
+    assert time.monotonic() - t0 < 15
+    for s in socks:
+        assert _ended(s)
+        s.close()
+    srv._reader.join(5)
+    stats = srv.stats()
+    assert stats["accepted"] == 5 and stats["open"] == 0, srv.output()
+
+
+def test_ctrl_c_with_clients_connected(wsx_only):
+    srv = start_wsx_echo("--listen", "127.0.0.1:0")
+    socks = _clients(srv.addr, 5)
+    busy = connect(srv.addr)
+    busy.sendall(os.urandom(200000))  # unread echo pending when the stop comes
+    assert srv.stop() == 0, srv.output()
+    for s in socks + [busy]:
+        assert _ended(s)
+        s.close()
+    assert srv.stats()["accepted"] == 6, srv.output()
+
+
+def test_idle_timeout_closes_idle_connections_only(wsx_only):
+    srv = start_wsx_echo("--listen", "127.0.0.1:0", "--idle-timeout", "1")
+    try:
+        idle = connect(srv.addr, timeout=10)
+        idle.sendall(b"i")
+        assert recv_exact(idle, 1) == b"i"
+        active = connect(srv.addr, timeout=10)
+        for _ in range(12):  # stays active for 3 s
+            active.sendall(b"a")
+            assert recv_exact(active, 1) == b"a"
+            time.sleep(0.25)
+        t0 = time.monotonic()
+        assert idle.recv(10) == b""
+        assert time.monotonic() - t0 < 5
+        active.sendall(b"still")
+        assert recv_exact(active, 5) == b"still"
+    finally:
+        assert srv.stop() == 0
+
+
+def _wait_for(srv, pred, what, limit=10):
+    end = time.monotonic() + limit
+    while True:
+        found = [ev for ev in srv.trace() if pred(ev)]
+        if found:
+            return found
+        assert time.monotonic() < end, "no %s in the trace:\n%s" % (
+            what, "\n".join(map(str, srv.trace()[-20:])))
+        time.sleep(0.2)
+
+
+def test_trace_initial_data_accept_and_peer_reset(wsx_only, tmp_path):
+    trace = str(tmp_path / "t.jsonl")
+    srv = start_wsx_echo("--listen", "127.0.0.1:0", "--initial-data", "64", "--trace", trace,
+                         trace=trace)
+    try:
+        s = connect(srv.addr)
+        s.sendall(b"first bytes")
+        assert recv_exact(s, 11) == b"first bytes"
+        peer = "%s:%d" % s.getsockname()
+        acc = _wait_for(srv, lambda ev: ev.get("op") == "accept" and ev.get("phase") == "complete"
+                        and ev.get("peer") == peer, "initial-data accept")[0]
+        assert acc["bytes"] == 11 and acc["kind"] == "ok" and acc["wsa"] == 0
+        assert acc["nt"] == "0x00000000"
+        sent = _wait_for(srv, lambda ev: ev.get("op") == "send" and ev.get("bytes") == 11,
+                         "echo send")
+        conn = sent[0]["conn"]
+        assert conn > 0
+        time.sleep(0.3)  # the next recv is pending (Wine reports a reset only to it: C7)
+        abort(s)
+        rst = _wait_for(srv, lambda ev: ev.get("conn") == conn and ev.get("kind") == "peer-reset",
+                        "peer reset")[0]
+        assert rst["op"] == "recv" and rst["phase"] == "complete"
+        assert rst["nt"] == "0xC000020D" and rst["nt_name"] == "STATUS_CONNECTION_RESET"
+        assert rst["win32"] == 64 and rst["win32_name"] == "ERROR_NETNAME_DELETED"
+        assert rst["wsa"] == 10054 and rst["wsa_name"] == "WSAECONNRESET"
+        for ev in srv.trace():
+            if ev.get("op") != "trace":
+                assert {"t", "thr", "conn", "gen", "op", "phase", "bytes"} <= ev.keys(), ev
+    finally:
+        assert srv.stop() == 0
+    assert srv.trace()[-1] == {"op": "trace", "phase": "end", "dropped": 0}
+
+
+def test_trace_reaped_client(wsx_only, tmp_path):
+    trace = str(tmp_path / "t.jsonl")
+    srv = start_wsx_echo("--listen", "127.0.0.1:0", "--accept-timeout", "1", "--trace", trace,
+                         trace=trace)
+    try:
+        silent = connect(srv.addr, timeout=10)
+        assert silent.recv(1) == b""  # closed by the reaper
+        reap = _wait_for(srv, lambda ev: ev.get("reason") == "reaped", "reap")[0]
+        assert reap["connected_s"] >= 1
+        _wait_for(srv, lambda ev: ev.get("op") == "accept" and ev.get("reaped") is True
+                  and ev.get("kind") == "aborted-locally", "reaped accept completion")
+    finally:
+        assert srv.stop() == 0
+    assert srv.stats()["reaped"] == 1
