@@ -10,7 +10,8 @@ Targets (pick one; the default is wsx-echo):
                             only tests that need no options and no stop run.
   --server-caps LIST        what a --server-cmd server can do, comma-separated; each item is NAME
                             or NAME=TEMPLATE, TEMPLATE being the argument(s) that turn it on with
-                            `{}` for the value (default: wsx-echo's option, see CAPS below).
+                            `{}` for the value (default: wsx-echo's option, see CAPS below);
+                            a word `env:VAR=...` sets an environment variable instead.
   --slow                    also run the long variants (marker `slow`).
 
 A capability the target lacks makes the tests that need it skip with the reason. The server output
@@ -260,6 +261,8 @@ def wsx_help_caps():
     p = subprocess.run(wsx_echo_argv("--help"), capture_output=True, text=True, timeout=60)
     options = set(re.findall(r"(--[a-z][a-z0-9-]*)", p.stdout))
     caps = {name: tpl for name, tpl in CAPS.items() if tpl and tpl.split()[0] in options}
+    if "trace" not in caps and "WSX_TRACE" in p.stdout:
+        caps["trace"] = "env:WSX_TRACE={}"  # the library's switch, if --help documents it
     caps.update({name: None for name in WSX_ALWAYS})
     return caps
 
@@ -318,11 +321,23 @@ class Target:
                     % (cap, tpl.split()[0] if tpl else cap))
         return "the --server-cmd server lacks capability %r (declare it with --server-caps)" % cap
 
-    def option_args(self, cap, value):
+    def option_args(self, cap, value, env=None):
+        """The arguments that turn `cap` on with `value`; template words `env:NAME=VALUE` go to
+        `env` instead."""
         tpl = self.caps[cap]
         if tpl is None:
             raise ValueError("capability %r takes no option" % cap)
-        return [a.replace("{}", str(value)) for a in shlex.split(tpl)]
+        args = []
+        for word in shlex.split(tpl):
+            word = word.replace("{}", str(value))
+            if word.startswith("env:") and "=" in word:
+                name, _, val = word[4:].partition("=")
+                if env is None:
+                    raise ValueError("capability %r is set by the environment" % cap)
+                env[name] = val
+            else:
+                args.append(word)
+        return args
 
     def start(self, name, options=(), trace=False, wait=60, raw=()):
         """Start an instance. options: (capability, value) pairs. trace: write a trace file.
@@ -331,17 +346,18 @@ class Target:
         os.makedirs(artdir, exist_ok=True)
         trace_path = os.path.join(artdir, "trace.jsonl") if trace else None
         extra = []
+        env = dict(os.environ)
         listen = [v for c, v in options if c == "listen"]
         for cap, value in options:
-            extra += self.option_args(cap, value)
+            extra += self.option_args(cap, value, env)
         if trace_path:
-            extra += self.option_args("trace", trace_path)
+            extra += self.option_args("trace", trace_path, env)
         extra += list(raw)
         if self.kind == "wsx":
             if not listen:
                 extra = ["--listen", "127.0.0.1:0"] + extra
             start_wine_server()
-            srv = Server(wsx_echo_argv(*extra), trace=trace_path, name=name, wait=wait)
+            srv = Server(wsx_echo_argv(*extra), env=env, trace=trace_path, name=name, wait=wait)
         else:
             port = None
             cmd = self.cmd
@@ -352,8 +368,8 @@ class Target:
                 port = self.fixed_port
             if listen:
                 port = None  # a server given --listen must print where it listens
-            srv = Server(shlex.split(cmd) + extra, port=port, host=self.host, trace=trace_path,
-                         name=name, wait=wait)
+            srv = Server(shlex.split(cmd) + extra, env=env, port=port, host=self.host,
+                         trace=trace_path, name=name, wait=wait)
         srv.artdir = artdir
         return srv
 
