@@ -398,8 +398,8 @@ static wsx_status classify(wsx_stream *s, wsx_op *op, const wsx_status *st)
         s->writing = 0;
     else
         s->transmitting = 0;
-    if (r.wsa != 0 && (s->closed || s->close_req))
-        r.kind = WSX_KIND_ABORTED;
+    if (r.wsa != 0 && s->closed)
+        r.kind = WSX_KIND_ABORTED; /* we closed the socket under it, whatever the code says */
     if (WSX_TRACING())
         wsx__trace_event(s->id, s->gen, wsx_op_kind_name((wsx_op_kind)op->kind), "complete",
                          r.bytes, &r, NULL, 0, op->completed_inline ? "\"inline\":true" : NULL);
