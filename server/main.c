@@ -225,6 +225,20 @@ static void conn_unref(conn *c)
         free(c);
 }
 
+/* Off the list and out of the live count. */
+static void conn_unlink(conn *c)
+{
+    AcquireSRWLockExclusive(&conns_lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        conns = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    ReleaseSRWLockExclusive(&conns_lock);
+    InterlockedDecrement(&tot.live);
+}
+
 static void on_data(wsx_stream *s, wsx_buf *b)
 {
     conn *c = wsx_stream_user(s);
@@ -242,15 +256,7 @@ static void on_close(wsx_stream *s, const wsx_status *why)
     wsx_stream_get_info(s, &info);
     InterlockedExchangeAdd64(&tot.bytes_out, (LONG64)info.bytes_out);
     InterlockedIncrement64(&tot.closed[why->kind]);
-    AcquireSRWLockExclusive(&conns_lock);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    ReleaseSRWLockExclusive(&conns_lock);
-    InterlockedDecrement(&tot.live);
+    conn_unlink(c);
     conn_unref(c);
 }
 
@@ -303,15 +309,7 @@ static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
     o.skip_on_success = cfg.skip;
     /* Callbacks, on_close included, may run on other threads before this returns. */
     if (wsx_stream_open(port, a->s, &o, &echo_callbacks, c, a->data, a->len, &s) != 0) {
-        AcquireSRWLockExclusive(&conns_lock);
-        if (c->prev)
-            c->prev->next = c->next;
-        else
-            conns = c->next;
-        if (c->next)
-            c->next->prev = c->prev;
-        ReleaseSRWLockExclusive(&conns_lock);
-        InterlockedDecrement(&tot.live);
+        conn_unlink(c);
         InterlockedIncrement64(&tot.closed[WSX_KIND_OTHER]);
         free(c);
         return;
