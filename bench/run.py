@@ -33,7 +33,7 @@ WINEPREFIX = Path(os.environ.get("WSX_WINEPREFIX", CACHE / "wineprefix"))
 
 # name, program, runs under Wine, role ("wsx", "peer" or "native")
 SERVERS = [
-    ("wsx", BUILD / "wsx" / "server" / "wsx-echo.exe", True, "wsx"),
+    ("wsx", BUILD / "wsx-echo.exe", True, "wsx"),
     ("asio", BUILD / "asio-echo.exe", True, "peer"),
     ("libuv", BUILD / "uv-echo.exe", True, "peer"),
     ("native", BUILD / "epoll-echo", False, "native"),
@@ -327,6 +327,10 @@ def chart(rows, servers, path, meta):
 
 
 def git_commit():
+    """What wsx-echo was built from (bench/setup.sh wrote it), else the tree's commit."""
+    rev = BUILD / "wsx-echo.rev"
+    if rev.exists():
+        return rev.read_text().strip()
     try:
         c = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=ROOT, capture_output=True,
                            text=True).stdout.strip()

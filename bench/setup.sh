@@ -3,6 +3,7 @@
 # programs: wsx-echo (Release, no tests), the Asio and libuv peers (.exe, run under Wine), the
 # native epoll peer and the load generator.
 #   bench/setup.sh          into bench/build/ (BENCH_BUILD overrides)
+#   BENCH_WSX=tree          build wsx-echo from the working tree, not from the last commit
 set -euo pipefail
 cd "$(dirname "$0")/.."
 OUT=${BENCH_BUILD:-bench/build}
@@ -40,15 +41,29 @@ mkdir -p "$OUT"
 # Rebuild a program only when one of its inputs is newer than it.
 stale() { local out=$1; shift; [ ! -e "$out" ] && return 0; for f; do [ "$f" -nt "$out" ] && return 0; done; return 1; }
 
-# wsx-echo from the tree as it is, in a build of its own: Release, no Criterion tests, warnings
-# not fatal (other work in progress must not stop a measurement).
-if [ ! -f "$OUT/wsx/build.ninja" ]; then
-    cmake -S . -B "$OUT/wsx" -G Ninja -DCMAKE_TOOLCHAIN_FILE=cmake/mingw-w64.cmake \
-        -DCMAKE_BUILD_TYPE=Release -DWSX_BUILD_TESTS=OFF -DWSX_WERROR=OFF >"$OUT/wsx-configure.log" 2>&1 ||
-        { cat "$OUT/wsx-configure.log"; echo "wsx bench: cmake configure of wsx failed" >&2; exit 1; }
+# wsx-echo, Release, no Criterion tests, warnings not fatal. By default from the last commit
+# (git archive HEAD): a measurement names what it measured, and work in progress in the tree cannot
+# break it. BENCH_WSX=tree builds the working tree as it is instead.
+if [ "${BENCH_WSX:-head}" = tree ] || ! git rev-parse --verify -q HEAD >/dev/null 2>&1; then
+    src=. bld=$OUT/wsx-tree rev="$(git rev-parse --short HEAD 2>/dev/null || echo '?')+tree"
+else
+    src=$OUT/wsx-src bld=$OUT/wsx-head rev=$(git rev-parse --short HEAD)
+    if [ "$(cat "$src/.rev" 2>/dev/null)" != "$rev" ]; then
+        rm -rf "$src" && mkdir -p "$src"
+        git archive HEAD CMakeLists.txt cmake include src server | tar -x -C "$src"
+        echo "$rev" >"$src/.rev"
+    fi
 fi
-cmake --build "$OUT/wsx" --target wsx-echo >"$OUT/wsx-build.log" 2>&1 ||
-    { tail -40 "$OUT/wsx-build.log"; echo "wsx bench: building wsx-echo failed" >&2; exit 1; }
+if [ ! -f "$bld/build.ninja" ]; then
+    cmake -S "$src" -B "$bld" -G Ninja -DCMAKE_TOOLCHAIN_FILE="$PWD/cmake/mingw-w64.cmake" \
+        -DCMAKE_BUILD_TYPE=Release -DWSX_BUILD_TESTS=OFF -DWSX_WERROR=OFF >"$OUT/wsx-configure.log" 2>&1 ||
+        { cat "$OUT/wsx-configure.log"; echo "wsx bench: cmake configure of wsx ($rev) failed" >&2; exit 1; }
+fi
+cmake --build "$bld" --target wsx-echo >"$OUT/wsx-build.log" 2>&1 ||
+    { tail -40 "$OUT/wsx-build.log"; echo "wsx bench: building wsx-echo ($rev) failed" >&2; exit 1; }
+cp "$bld/server/wsx-echo.exe" "$OUT/wsx-echo.exe"
+echo "$rev" >"$OUT/wsx-echo.rev"
+echo "wsx bench: wsx-echo.exe from $rev"
 
 if stale "$OUT/asio-echo.exe" bench/peers/asio_echo.cpp; then
     echo "wsx bench: building asio-echo.exe (Asio $(sed -n 's/^#define ASIO_VERSION \([0-9]*\).*/\1/p' /usr/include/asio/version.hpp))"
