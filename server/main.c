@@ -29,11 +29,13 @@ typedef struct config {
     DWORD stats_interval;
     DWORD stop_after;
     const char *trace;
+    int reuse;
 } config;
 
 /* One connection. Two references: the accept path's and the stream's (dropped in on_close). */
 typedef struct conn {
     struct conn *prev, *next;
+    wsx_listener *listener; /* where its socket goes back with --reuse on */
     wsx_stream_ref ref;
     volatile LONG last; /* GetTickCount of the last data */
     volatile LONG refs;
@@ -54,36 +56,43 @@ static int nlisteners;
 static SRWLOCK conns_lock = SRWLOCK_INIT;
 static conn *conns;
 static HANDLE stop_event;
+/* Held shared while giving a socket back to a listener, exclusive while closing the listeners. */
+static SRWLOCK listeners_lock = SRWLOCK_INIT;
+static int listeners_closed;
 
 static void usage(FILE *f)
 {
     fprintf(
-        f, "usage: wsx-echo [OPTIONS]\n"
-           "Echo every byte back to its sender, on an I/O completion port.\n\n"
-           "  --listen ADDR:PORT        listen here; repeatable. 127.0.0.1:7007, [::1]:7007,\n"
-           "                            [::]:7007 (dual-stack); port 0 = any  [127.0.0.1:7007]\n"
-           "  --threads N               worker threads (1-64)  [number of processors]\n"
-           "  --accepts N               AcceptEx kept posted per listener (1-4096)  [16]\n"
-           "  --initial-data BYTES      an accept completes with the client's first bytes, up to\n"
-           "                            BYTES; 0 = it completes on connect  [4096]\n"
-           "  --accept-timeout SECONDS  close clients that connect and send nothing for this long\n"
-           "                            (needs --initial-data > 0); 0 = never  [10]\n"
-           "  --idle-timeout SECONDS    close connections idle this long; 0 = never  [0]\n"
-           "  --max-conns N             beyond N open connections, close new ones at once;\n"
-           "                            0 = no limit  [0]\n"
-           "  --buffer-size BYTES       receive buffer (512-16777216)  [65536]\n"
-           "  --max-queued BYTES        per connection: stop reading while this much waits to be\n"
-           "                            sent (>= --buffer-size)  [4 x --buffer-size]\n"
-           "  --skip-on-success on|off  complete I/O that succeeds at once without the port  [on]\n"
-           "  --zero-byte-reads on|off  idle connections hold no receive buffer  [on]\n"
-           "  --trace FILE|-            write a JSON line per overlapped operation event to FILE\n"
-           "                            (- = stdout); see docs/trace.md  [off]\n"
-           "  --stats-interval SECONDS  print stats every SECONDS; 0 = only at exit  [0]\n"
-           "  --stop-after SECONDS      stop by itself after SECONDS; 0 = run until Ctrl-C  [0]\n"
-           "  --help                    show this and exit\n"
-           "  --version                 print the version and exit\n\n"
-           "Prints 'listening on ADDR:PORT' for each listener, serves until Ctrl-C (or\n"
-           "--stop-after), then finishes in-flight echoes briefly and prints its stats.\n");
+        f,
+        "usage: wsx-echo [OPTIONS]\n"
+        "Echo every byte back to its sender, on an I/O completion port.\n\n"
+        "  --listen ADDR:PORT        listen here; repeatable. 127.0.0.1:7007, [::1]:7007,\n"
+        "                            [::]:7007 (dual-stack); port 0 = any  [127.0.0.1:7007]\n"
+        "  --threads N               worker threads (1-64)  [number of processors]\n"
+        "  --accepts N               AcceptEx kept posted per listener (1-4096)  [16]\n"
+        "  --initial-data BYTES      an accept completes with the client's first bytes, up to\n"
+        "                            BYTES; 0 = it completes on connect  [4096]\n"
+        "  --accept-timeout SECONDS  close clients that connect and send nothing for this long\n"
+        "                            (needs --initial-data > 0); 0 = never  [10]\n"
+        "  --idle-timeout SECONDS    close connections idle this long; 0 = never  [0]\n"
+        "  --max-conns N             beyond N open connections, close new ones at once;\n"
+        "                            0 = no limit  [0]\n"
+        "  --buffer-size BYTES       receive buffer (512-16777216)  [65536]\n"
+        "  --max-queued BYTES        per connection: stop reading while this much waits to be\n"
+        "                            sent (>= --buffer-size)  [4 x --buffer-size]\n"
+        "  --skip-on-success on|off  complete I/O that succeeds at once without the port  [on]\n"
+        "  --zero-byte-reads on|off  idle connections hold no receive buffer  [on]\n"
+        "  --reuse on|off            accept into sockets of connections that ended in order\n"
+        "                            (DisconnectEx TF_REUSE_SOCKET; Wine 8.0 refuses them and a\n"
+        "                            new socket is taken)  [off]\n"
+        "  --trace FILE|-            write a JSON line per overlapped operation event to FILE\n"
+        "                            (- = stdout); see docs/trace.md  [off]\n"
+        "  --stats-interval SECONDS  print stats every SECONDS; 0 = only at exit  [0]\n"
+        "  --stop-after SECONDS      stop by itself after SECONDS; 0 = run until Ctrl-C  [0]\n"
+        "  --help                    show this and exit\n"
+        "  --version                 print the version and exit\n\n"
+        "Prints 'listening on ADDR:PORT' for each listener, serves until Ctrl-C (or\n"
+        "--stop-after), then finishes in-flight echoes briefly and prints its stats.\n");
 }
 
 static void die_usage(const char *what, const char *opt, const char *val)
@@ -123,7 +132,7 @@ static int parse_onoff(const char *opt, const char *v)
 static const char *const options[] = {
     "--listen",          "--threads",        "--accepts",     "--initial-data", "--accept-timeout",
     "--idle-timeout",    "--max-conns",      "--buffer-size", "--max-queued",   "--skip-on-success",
-    "--zero-byte-reads", "--stats-interval", "--stop-after",  "--trace",
+    "--zero-byte-reads", "--stats-interval", "--stop-after",  "--trace",        "--reuse",
 };
 
 static void parse_args(int argc, char **argv)
@@ -197,6 +206,8 @@ static void parse_args(int argc, char **argv)
             have_queued = 1;
         } else if (strcmp(name, "--skip-on-success") == 0) {
             cfg.skip = parse_onoff(name, val);
+        } else if (strcmp(name, "--reuse") == 0) {
+            cfg.reuse = parse_onoff(name, val);
         } else if (strcmp(name, "--zero-byte-reads") == 0) {
             cfg.zero = parse_onoff(name, val);
         } else if (strcmp(name, "--trace") == 0) {
@@ -260,7 +271,21 @@ static void on_close(wsx_stream *s, const wsx_status *why)
     conn_unref(c);
 }
 
-static const wsx_stream_callbacks echo_callbacks = {on_data, NULL, on_close, NULL};
+/* --reuse on: an orderly end gives the socket back to its listener for a later accept. */
+static void on_release(wsx_stream *s, SOCKET sock)
+{
+    conn *c = wsx_stream_user(s);
+
+    AcquireSRWLockShared(&listeners_lock);
+    if (!listeners_closed)
+        wsx_listener_recycle(c->listener, sock);
+    else
+        closesocket(sock);
+    ReleaseSRWLockShared(&listeners_lock);
+}
+
+static const wsx_stream_callbacks echo_callbacks = {on_data, NULL, on_close, NULL, NULL};
+static const wsx_stream_callbacks reuse_callbacks = {on_data, NULL, on_close, NULL, on_release};
 
 static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
 {
@@ -269,7 +294,6 @@ static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
     conn *c;
     LONG live, peak;
 
-    (void)l;
     (void)user;
     if (a->eof) { /* the client sent FIN before any data: nothing to echo */
         closesocket(a->s);
@@ -295,6 +319,7 @@ static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
         return;
     }
     c->refs = 2;
+    c->listener = l;
     c->last = (LONG)GetTickCount();
     AcquireSRWLockExclusive(&conns_lock);
     c->next = conns;
@@ -307,8 +332,10 @@ static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
     o.max_queued = cfg.max_queued;
     o.zero_byte_reads = cfg.zero;
     o.skip_on_success = cfg.skip;
+    o.associated = a->reused; /* a recycled socket kept its association with the port */
     /* Callbacks, on_close included, may run on other threads before this returns. */
-    if (wsx_stream_open(port, a->s, &o, &echo_callbacks, c, a->data, a->len, &s) != 0) {
+    if (wsx_stream_open(port, a->s, &o, cfg.reuse ? &reuse_callbacks : &echo_callbacks, c, a->data,
+                        a->len, &s) != 0) {
         conn_unlink(c);
         InterlockedIncrement64(&tot.closed[WSX_KIND_OTHER]);
         free(c);
@@ -345,7 +372,7 @@ static int close_conns(DWORD idle_ms, wsx_close_how how)
 static void print_stats(const char *label)
 {
     wsx_listener_stats ls;
-    LONG64 reaped = 0, failed = 0;
+    LONG64 reaped = 0, failed = 0, reused = 0, reuse_failed = 0;
 
     for (int i = 0; i < nlisteners; i++) {
         if (listeners[i])
@@ -354,10 +381,12 @@ static void print_stats(const char *label)
             ls = lstats[i];
         reaped += ls.reaped;
         failed += ls.failed;
+        reused += ls.reused;
+        reuse_failed += ls.reuse_failed;
     }
     printf("%s: accepted=%lld closed=%lld (ok=%lld eof=%lld peer-reset=%lld aborted-locally=%lld "
            "other=%lld) open=%ld peak=%ld bytes_in=%lld bytes_out=%lld reaped=%lld refused=%lld "
-           "accept_errors=%lld\n",
+           "accept_errors=%lld reused=%lld reuse_failed=%lld\n",
            label, (long long)tot.accepted,
            (long long)(tot.closed[WSX_KIND_OK] + tot.closed[WSX_KIND_EOF] +
                        tot.closed[WSX_KIND_PEER_RESET] + tot.closed[WSX_KIND_ABORTED] +
@@ -366,7 +395,7 @@ static void print_stats(const char *label)
            (long long)tot.closed[WSX_KIND_PEER_RESET], (long long)tot.closed[WSX_KIND_ABORTED],
            (long long)(tot.closed[WSX_KIND_OTHER] + tot.closed[WSX_KIND_REFUSED]), (long)tot.live,
            (long)tot.peak, (long long)tot.bytes_in, (long long)tot.bytes_out, (long long)reaped,
-           (long long)tot.refused, (long long)failed);
+           (long long)tot.refused, (long long)failed, (long long)reused, (long long)reuse_failed);
     fflush(stdout);
 }
 
@@ -418,6 +447,7 @@ int main(int argc, char **argv)
     lo.accepts = cfg.accepts;
     lo.initial_data = cfg.initial;
     lo.accept_timeout_s = cfg.initial ? cfg.accept_timeout : 0;
+    lo.reuse = cfg.reuse;
     for (int i = 0; i < cfg.nlisten; i++) {
         wsx_sockaddr addr, bound;
         char text[WSX_ADDRSTRLEN];
@@ -454,6 +484,9 @@ int main(int argc, char **argv)
     }
 
     /* Stop: no new clients; in-flight echoes get a short grace, then FIN, then RST. */
+    AcquireSRWLockExclusive(&listeners_lock);
+    listeners_closed = 1;
+    ReleaseSRWLockExclusive(&listeners_lock);
     for (int i = 0; i < nlisteners; i++) {
         wsx_listener_get_stats(listeners[i], &lstats[i]);
         wsx_listener_close(listeners[i]);

@@ -11,6 +11,7 @@ typedef struct slot {
     int posted;      /* AcceptEx in flight, under the listener's lock (op.posted is not) */
     int reaped;      /* the reaper closed s: the error completion that follows is not a failure */
     int in_callback; /* the buffer is being read by the user's callback */
+    int reused;      /* s came from the spare sockets (already associated with the port) */
     char *buf;
 } slot;
 
@@ -29,8 +30,20 @@ struct wsx_listener {
     int closing;
     HANDLE timer;
     wsx_sockaddr addr;
-    volatile LONG64 accepted, failed, reaped;
+    SOCKET *spare; /* recycled sockets waiting for an AcceptEx (opts.reuse) */
+    int nspare;
+    struct recycle_op **recycling; /* DisconnectEx in flight, cancelled on close */
+    int nrecycling;
+    volatile LONG64 accepted, failed, reaped, recycled, reused, reuse_failed;
 };
+
+/* A DisconnectEx(TF_REUSE_SOCKET) in flight; counted in the listener's pending. */
+typedef struct recycle_op {
+    wsx_op op;
+    wsx_listener *l;
+    SOCKET s;
+    int index; /* in l->recycling */
+} recycle_op;
 
 int wsx_accept_post(const wsx_ext *ext, SOCKET listener, SOCKET as, void *buf, DWORD initial,
                     DWORD local_len, DWORD remote_len, OVERLAPPED *ov)
@@ -66,6 +79,10 @@ int wsx_accept_post(const wsx_ext *ext, SOCKET listener, SOCKET as, void *buf, D
 
 static void listener_free(wsx_listener *l)
 {
+    for (int i = 0; i < l->nspare; i++)
+        closesocket(l->spare[i]);
+    free(l->spare);
+    free(l->recycling);
     for (int i = 0; i < l->o.accepts; i++)
         free(l->slots[i].buf);
     free(l->slots);
@@ -80,7 +97,11 @@ static void post_slot(wsx_listener *l, slot *sl)
         DWORD got = 0;
         int err;
 
-        sl->s = WSASocketW(l->af, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
+        sl->reused = l->nspare > 0;
+        if (sl->reused)
+            sl->s = l->spare[--l->nspare];
+        else
+            sl->s = WSASocketW(l->af, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
         if (sl->s == INVALID_SOCKET)
             return;
         wsx_accept_addrs_clear(sl->buf, l->o.initial_data);
@@ -111,6 +132,11 @@ static void post_slot(wsx_listener *l, slot *sl)
         l->pending--;
         closesocket(sl->s);
         sl->s = INVALID_SOCKET;
+        /* A recycled socket the provider refuses (Wine: R1): drop it, take a new one. */
+        if (sl->reused) {
+            InterlockedIncrement64(&l->reuse_failed);
+            continue;
+        }
         InterlockedIncrement64(&l->failed);
         /* A client that reset while in the backlog fails this accept at once; try the next. */
         if (err != WSAECONNRESET)
@@ -144,7 +170,9 @@ static void on_accept(wsx_op *op, const wsx_status *st)
     }
     if (l->closing || st->wsa != 0) {
         if (!l->closing)
-            InterlockedIncrement64(sl->reaped ? &l->reaped : &l->failed);
+            InterlockedIncrement64(sl->reaped                  ? &l->reaped
+                                   : sl->reused && !sl->reaped ? &l->reuse_failed
+                                                               : &l->failed);
         if (s != INVALID_SOCKET)
             closesocket(s);
         post_slot(l, sl);
@@ -163,6 +191,9 @@ static void on_accept(wsx_op *op, const wsx_status *st)
     a.data = sl->buf;
     a.len = st->bytes;
     a.eof = l->o.initial_data > 0 && st->bytes == 0;
+    a.reused = sl->reused;
+    if (sl->reused)
+        InterlockedIncrement64(&l->reused);
     /* Required before the socket acts as a connected one (getpeername, shutdown...). */
     if (setsockopt(s, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, (char *)&l->s, sizeof l->s) != 0 ||
         wsx_accept_addrs(l->ext, s, sl->buf, l->o.initial_data, &a.local, &a.remote) != 0) {
@@ -253,9 +284,11 @@ int wsx_listener_open(wsx_port *port, const wsx_sockaddr *addr, const wsx_listen
     l->af = addr->ss.ss_family;
     InitializeCriticalSection(&l->lock);
     l->slots = calloc((size_t)l->o.accepts, sizeof *l->slots);
+    l->spare = calloc((size_t)l->o.accepts, sizeof *l->spare);
+    l->recycling = calloc((size_t)l->o.accepts, sizeof *l->recycling);
     l->s = WSASocketW(l->af, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
-    if (l->slots == NULL || l->s == INVALID_SOCKET) {
-        err = l->slots ? WSAGetLastError() : WSAENOBUFS;
+    if (l->slots == NULL || l->spare == NULL || l->recycling == NULL || l->s == INVALID_SOCKET) {
+        err = l->slots && l->spare && l->recycling ? WSAGetLastError() : WSAENOBUFS;
         goto fail;
     }
     for (int i = 0; i < l->o.accepts; i++) {
@@ -313,6 +346,79 @@ fail:
     return err;
 }
 
+static void on_recycled(wsx_op *op, const wsx_status *st)
+{
+    recycle_op *r = op->owner;
+    wsx_listener *l = r->l;
+    int done;
+
+    if (WSX_TRACING())
+        wsx__trace_event(0, 0, "disconnect", "complete", st->bytes, st, NULL, 0,
+                         "\"flags\":\"TF_REUSE_SOCKET\"");
+    EnterCriticalSection(&l->lock);
+    l->pending--;
+    l->recycling[r->index] = l->recycling[--l->nrecycling];
+    l->recycling[r->index]->index = r->index;
+    if (st->wsa == 0 && !l->closing && l->nspare < l->o.accepts) {
+        l->spare[l->nspare++] = r->s;
+        InterlockedIncrement64(&l->recycled);
+    } else {
+        closesocket(r->s);
+    }
+    done = finished(l);
+    LeaveCriticalSection(&l->lock);
+    free(r);
+    if (done)
+        listener_free(l);
+}
+
+int wsx_listener_recycle(wsx_listener *l, SOCKET s)
+{
+    const wsx_ext *ext = NULL;
+    recycle_op *r;
+    int err = 0;
+
+    if (l == NULL || s == INVALID_SOCKET) {
+        if (s != INVALID_SOCKET)
+            closesocket(s);
+        return WSAEINVAL;
+    }
+    r = l->o.reuse ? malloc(sizeof *r) : NULL;
+    EnterCriticalSection(&l->lock);
+    /* Bounded: Wine 8.0 never completes these (R1), so at most `accepts` wait at a time. */
+    if (r == NULL || l->closing || l->nspare + l->nrecycling >= l->o.accepts ||
+        wsx_ext_get(s, &ext) != 0) {
+        LeaveCriticalSection(&l->lock);
+        free(r);
+        closesocket(s);
+        return 0;
+    }
+    r->l = l;
+    r->s = s;
+    r->index = l->nrecycling;
+    l->recycling[l->nrecycling++] = r;
+    wsx_op_init(&r->op, WSX_OP_DISCONNECT, on_recycled, r, NULL);
+    wsx_op_begin(&r->op);
+    r->op.port = l->port;
+    l->pending++;
+    /* The socket is associated with the port (its stream's): a packet will come, unless the
+     * call fails at once or skip-on-success applies, which wsx__port_complete covers. */
+    if (ext->DisconnectEx(s, &r->op.ov, TF_REUSE_SOCKET, 0)) {
+        wsx__port_complete(&r->op, 0, 0, 0);
+    } else if ((err = WSAGetLastError()) != WSA_IO_PENDING) {
+        wsx__port_complete(&r->op, 0, 0, err);
+    }
+    if (WSX_TRACING()) {
+        wsx_status st;
+        const char *phase = wsx__trace_post_phase(err ? -1 : 0, err, &st);
+        wsx__trace_event(0, 0, "disconnect", phase, 0, err && err != WSA_IO_PENDING ? &st : NULL,
+                         NULL, 0, "\"flags\":\"TF_REUSE_SOCKET\"");
+    }
+    LeaveCriticalSection(&l->lock);
+    wsx__port_flush();
+    return 0;
+}
+
 int wsx_listener_close(wsx_listener *l)
 {
     int done;
@@ -338,6 +444,8 @@ int wsx_listener_close(wsx_listener *l)
             l->slots[i].s = INVALID_SOCKET;
         }
     }
+    for (int i = 0; i < l->nrecycling; i++)
+        CancelIoEx((HANDLE)l->recycling[i]->s, &l->recycling[i]->op.ov);
     closesocket(l->s);
     done = finished(l);
     LeaveCriticalSection(&l->lock);
@@ -359,4 +467,7 @@ void wsx_listener_get_stats(wsx_listener *l, wsx_listener_stats *out)
     out->accepted = InterlockedCompareExchange64(&l->accepted, 0, 0);
     out->failed = InterlockedCompareExchange64(&l->failed, 0, 0);
     out->reaped = InterlockedCompareExchange64(&l->reaped, 0, 0);
+    out->recycled = InterlockedCompareExchange64(&l->recycled, 0, 0);
+    out->reused = InterlockedCompareExchange64(&l->reused, 0, 0);
+    out->reuse_failed = InterlockedCompareExchange64(&l->reuse_failed, 0, 0);
 }

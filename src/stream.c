@@ -364,6 +364,17 @@ static void check_done(wsx_stream *s)
         }
         s->shut_done = 1;
     }
+    if (s->eof && s->shut_done && !s->why_set && s->pending == 0 && s->cb.on_release) {
+        SOCKET sock = s->sock;
+        /* An orderly end with nothing in flight: the socket can serve again. */
+        if (WSX_TRACING())
+            wsx__trace_event(s->id, s->gen, "close", "sync-ok", 0, NULL, NULL, 0,
+                             "\"how\":\"release\",\"pending\":0,\"why\":\"eof\"");
+        s->closed = 1;
+        s->sock = INVALID_SOCKET;
+        s->cb.on_release(s, sock);
+        return;
+    }
     if ((s->eof && s->shut_done) || s->close_req)
         close_socket(s, 0);
 }

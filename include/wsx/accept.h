@@ -30,6 +30,7 @@ typedef struct wsx_listener_opts {
     DWORD initial_data;     /* bytes the accept waits for; 0 = completes on connect */
     DWORD accept_timeout_s; /* with initial data: reap clients silent this long; 0 = never */
     int backlog;            /* listen() backlog; 0 = SOMAXCONN */
+    int reuse;              /* accept into sockets given back by wsx_listener_recycle */
 } wsx_listener_opts;
 
 /* One accepted connection. The callee owns `s` (not yet associated with any port). */
@@ -38,7 +39,8 @@ typedef struct wsx_accepted {
     wsx_sockaddr local, remote;
     const char *data; /* the initial data; valid during the callback only */
     DWORD len;
-    int eof; /* the client sent FIN before any data (initial-data accepts only) */
+    int eof;    /* the client sent FIN before any data (initial-data accepts only) */
+    int reused; /* a recycled socket: already associated with the port */
 } wsx_accepted;
 
 typedef void (*wsx_accept_fn)(wsx_listener *l, const wsx_accepted *a, void *user);
@@ -47,6 +49,10 @@ typedef struct wsx_listener_stats {
     LONG64 accepted; /* delivered to the callback */
     LONG64 failed;   /* accepts that completed or posted with an error (the client only) */
     LONG64 reaped;   /* connect-no-send clients closed by the reaper */
+    LONG64 recycled; /* sockets made reusable by DisconnectEx(TF_REUSE_SOCKET) */
+    LONG64 reused;   /* accepts completed on a recycled socket */
+    LONG64
+        reuse_failed; /* recycled sockets that AcceptEx refused (Wine 8.0: docs/semantics.md R1) */
 } wsx_listener_stats;
 
 /* Bind, listen and post the accept pool on `port`. `addr` "[::]:p" listens dual-stack
@@ -60,6 +66,15 @@ WSX_API int wsx_listener_open(wsx_port *port, const wsx_sockaddr *addr,
  * freed once all of its accepts have completed; no callback runs after this returns... except
  * that a callback already running on another thread finishes. Call from any thread. */
 WSX_API int wsx_listener_close(wsx_listener *l);
+
+/* Socket reuse (opts.reuse): give back the socket of a connection that ended in order (FIN both
+ * ways, nothing pending; see wsx_stream_callbacks.on_release). wsx disconnects it with
+ * DisconnectEx(TF_REUSE_SOCKET) and a later AcceptEx takes it instead of a new socket. The listener
+ * owns `s` from this call; it is closed instead when reuse is off, the listener is closing, or
+ * enough sockets are waiting. Do not call after wsx_listener_close. Under Wine 8.0
+ * DisconnectEx(TF_REUSE_SOCKET) is only a half-close and AcceptEx refuses the socket: the listener
+ * then closes it and takes a new one (counted in reuse_failed). */
+WSX_API int wsx_listener_recycle(wsx_listener *l, SOCKET s);
 
 WSX_API int wsx_listener_address(wsx_listener *l, wsx_sockaddr *out);
 WSX_API void wsx_listener_get_stats(wsx_listener *l, wsx_listener_stats *out);

@@ -44,6 +44,10 @@ typedef struct wsx_stream_callbacks {
     void (*on_close)(wsx_stream *s, const wsx_status *why);
     /* Optional: every completion of this stream, after classification (debugging, tracing). */
     void (*on_complete)(wsx_stream *s, wsx_op_kind kind, const wsx_status *st);
+    /* Optional (socket reuse): when the connection ended in order — FIN both ways, nothing
+     * queued or pending — the stream hands its socket here instead of closing it (then on_close
+     * runs as usual). The callee owns `sock`, e.g. for wsx_listener_recycle. */
+    void (*on_release)(wsx_stream *s, SOCKET sock);
 } wsx_stream_callbacks;
 
 typedef struct wsx_stream_opts {
