@@ -18,6 +18,7 @@ VALID = [
     ("--accept-timeout", "3"), ("--idle-timeout", "30"), ("--max-conns", "10"),
     ("--buffer-size", "8192"), ("--max-queued", "65536"), ("--skip-on-success", "off"),
     ("--zero-byte-reads", "off"), ("--stats-interval", "1"), ("--stop-after", "60"),
+    ("--reuse", "on"),
 ]
 
 BAD = [
@@ -26,6 +27,7 @@ BAD = [
     ("--max-conns", "ten"), ("--buffer-size", "100"), ("--max-queued", "10"),
     ("--skip-on-success", "yes"), ("--zero-byte-reads", "1"), ("--stats-interval", ""),
     ("--stop-after", "9999999999"), ("--trace", ""), ("--listen", "localhost:80"),
+    ("--reuse", "maybe"),
 ]
 
 
@@ -198,3 +200,22 @@ def test_trace_reaped_client(wsx_only, tmp_path):
     finally:
         assert srv.stop() == 0
     assert srv.stats()["reaped"] == 1
+
+
+def test_reuse_on_serves_every_client(wsx_only):
+    """--reuse on: connections that end in order give their socket back for later accepts. Wine
+    8.0 never completes DisconnectEx(TF_REUSE_SOCKET) (docs/semantics.md R1), so there nothing is
+    reused; either way every client must be served."""
+    srv = start_wsx_echo("--listen", "127.0.0.1:0", "--reuse", "on", "--accepts", "2")
+    try:
+        for i in range(8):
+            with connect(srv.addr, timeout=10) as s:
+                s.sendall(b"r%d" % i)
+                assert recv_exact(s, 2) == b"r%d" % i
+                s.shutdown(socket.SHUT_WR)
+                assert s.recv(10) == b""
+    finally:
+        assert srv.stop() == 0, srv.output()
+    stats = srv.stats()
+    assert stats["accepted"] == 8 and stats["open"] == 0, srv.output()
+    assert "reused" in stats
