@@ -327,6 +327,23 @@ Test(accept, connectex_needs_a_bound_socket)
     closesocket(l);
 }
 
+static HANDLE tf_file;
+static volatile LONG tf_second = -1;
+
+/* Inside a callback the first TransmitFile cannot have been delivered yet (completions wait for
+ * the delivery boundary), so the second must be refused. */
+static void tf_twice(wsx_stream *s, wsx_buf *b)
+{
+    wsx_buf_put(b);
+    if (tf_second == -1) {
+        wsx_stream_transmit_file(s, tf_file, 0, 4, NULL, 0, NULL, 0);
+        InterlockedExchange(&tf_second,
+                            wsx_stream_transmit_file(s, tf_file, 0, 1, NULL, 0, NULL, 0));
+    }
+}
+
+static const wsx_stream_callbacks tf_cb = {tf_twice, NULL, NULL, NULL, NULL};
+
 Test(accept, transmit_file_in_order_with_sends)
 {
     seen x;
@@ -357,10 +374,24 @@ Test(accept, transmit_file_in_order_with_sends)
     cr_assert_eq(wsx_stream_open(p, srv, &o, &echo_cb, NULL, NULL, 0, &s), 0);
     cr_assert_eq(wsx_stream_send(s, "A", 1), 0);
     cr_assert_eq(wsx_stream_transmit_file(s, f, 3, 7, "H", 1, "T", 1), 0);
-    cr_assert_eq(wsx_stream_transmit_file(s, f, 0, 1, NULL, 0, NULL, 0), WSAEALREADY);
     cr_assert_eq(wsx_stream_send(s, "Z", 1), 0);
     t_recv_all(cli, got, 11);
     cr_assert_eq(memcmp(got, "AH3456789TZ", 11), 0, "got %.11s", got);
+
+    /* One TransmitFile at a time: a second, while the first is in progress, is refused. */
+    {
+        SOCKET srv2, cli2 = t_pair("127.0.0.1:0", &srv2);
+        wsx_stream *s2;
+        tf_file = f;
+        cr_assert_eq(wsx_stream_open(p, srv2, &o, &tf_cb, NULL, NULL, 0, &s2), 0);
+        cr_assert_eq(send(cli2, "go", 2, 0), 2);
+        t_recv_all(cli2, got, 4);
+        cr_assert_eq(memcmp(got, "0123", 4), 0);
+        for (int i = 0; i < 200 && tf_second == -1; i++)
+            Sleep(5); /* the callback records it after the file has gone out */
+        cr_assert_eq(tf_second, WSAEALREADY);
+        closesocket(cli2);
+    }
     closesocket(cli);
     CloseHandle(f);
 }
