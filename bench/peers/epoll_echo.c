@@ -3,8 +3,8 @@
  *   epoll-echo [--listen IP:PORT] [--threads N] [--buffer-size BYTES]
  *
  * The usual shape: N threads, each with its own epoll set; the listening socket is in every
- * set with EPOLLEXCLUSIVE, so one thread wakes per burst of connections and keeps those it
- * accepts. Reads go into the thread's buffer and are written straight back; only what the
+ * set with EPOLLEXCLUSIVE, so one thread wakes per burst of connections, and it hands what it
+ * accepts to the threads in turn (so each thread serves its share of the connections). Reads go into the thread's buffer and are written straight back; only what the
  * socket does not take is copied aside, and the connection stops reading until that is sent.
  * Prints "listening on IP:PORT"; SIGINT ends it. */
 #define _GNU_SOURCE
@@ -13,6 +13,7 @@
 #include <netinet/in.h>
 #include <pthread.h>
 #include <signal.h>
+#include <stdatomic.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -27,6 +28,9 @@ typedef struct conn {
 } conn;
 
 static int lfd;
+static int nthreads = 1;
+static int eps[256];              /* each thread's epoll set */
+static atomic_uint next_thread;   /* round robin for new connections */
 static size_t buffer_size = 65536;
 static conn listener_tag; /* data.ptr of the listening socket in every epoll set */
 
@@ -101,7 +105,7 @@ static void on_readable(int ep, conn *c, char *buf)
         conn_close(c); /* EOF, reset, or out of memory */
 }
 
-static void on_accept(int ep)
+static void on_accept(void)
 {
     for (int i = 0; i < 64; i++) {
         int fd = accept4(lfd, NULL, NULL, SOCK_NONBLOCK | SOCK_CLOEXEC);
@@ -114,6 +118,7 @@ static void on_accept(int ep)
         }
         c->fd = fd;
         struct epoll_event e = {.events = EPOLLIN, .data.ptr = c};
+        int ep = eps[atomic_fetch_add(&next_thread, 1) % (unsigned)nthreads];
         if (epoll_ctl(ep, EPOLL_CTL_ADD, fd, &e) != 0)
             conn_close(c);
     }
@@ -122,19 +127,17 @@ static void on_accept(int ep)
 static void *worker(void *arg)
 {
     struct epoll_event evs[64];
-    struct epoll_event le = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &listener_tag};
     char *buf = malloc(buffer_size);
-    int ep = epoll_create1(EPOLL_CLOEXEC);
+    int ep = *(int *)arg;
 
-    (void)arg;
-    if (buf == NULL || ep < 0 || epoll_ctl(ep, EPOLL_CTL_ADD, lfd, &le) != 0)
+    if (buf == NULL)
         die("epoll-echo: worker");
     for (;;) {
         int n = epoll_wait(ep, evs, 64, -1);
         for (int i = 0; i < n; i++) {
             conn *c = evs[i].data.ptr;
             if (c == &listener_tag)
-                on_accept(ep);
+                on_accept();
             else if (c->len > 0)
                 on_writable(ep, c);
             else
@@ -147,7 +150,7 @@ static void *worker(void *arg)
 int main(int argc, char **argv)
 {
     const char *listen_at = "127.0.0.1:7007";
-    int threads = 1, one = 1;
+    int one = 1;
     struct sockaddr_in sa = {.sin_family = AF_INET};
     socklen_t len = sizeof sa;
     char host[64];
@@ -163,14 +166,14 @@ int main(int argc, char **argv)
         if (strcmp(argv[i], "--listen") == 0)
             listen_at = argv[++i];
         else if (strcmp(argv[i], "--threads") == 0)
-            threads = atoi(argv[++i]);
+            nthreads = atoi(argv[++i]);
         else if (strcmp(argv[i], "--buffer-size") == 0)
             buffer_size = (size_t)atol(argv[++i]);
         else
             goto usage;
     }
     colon = strrchr(listen_at, ':');
-    if (threads < 1 || threads > 256 || buffer_size < 512 || !colon ||
+    if (nthreads < 1 || nthreads > 256 || buffer_size < 512 || !colon ||
         (size_t)(colon - listen_at) >= sizeof host)
         goto usage;
     memcpy(host, listen_at, (size_t)(colon - listen_at));
@@ -190,12 +193,17 @@ int main(int argc, char **argv)
     getsockname(lfd, (struct sockaddr *)&sa, &len);
     printf("listening on %s:%u\n", host, ntohs(sa.sin_port));
     fflush(stdout);
-    for (int i = 1; i < threads; i++) {
+    for (int i = 0; i < nthreads; i++) {
+        struct epoll_event le = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &listener_tag};
+        if ((eps[i] = epoll_create1(EPOLL_CLOEXEC)) < 0 || epoll_ctl(eps[i], EPOLL_CTL_ADD, lfd, &le) != 0)
+            die("epoll-echo: epoll");
+    }
+    for (int i = 1; i < nthreads; i++) {
         pthread_t t;
-        if (pthread_create(&t, NULL, worker, NULL) != 0)
+        if (pthread_create(&t, NULL, worker, &eps[i]) != 0)
             die("epoll-echo: pthread_create");
     }
-    worker(NULL);
+    worker(&eps[0]);
     return 0;
 usage:
     fprintf(stderr, "epoll-echo: bad usage (see --help)\n");
