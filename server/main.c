@@ -45,6 +45,7 @@ typedef struct totals {
     volatile LONG64 accepted, refused, bytes_in, bytes_out;
     volatile LONG64 closed[WSX_KIND_OTHER + 1];
     volatile LONG live, peak;
+    volatile LONG64 peak_queued; /* most bytes any connection had waiting to be sent */
 } totals;
 
 static config cfg;
@@ -266,6 +267,9 @@ static void on_close(wsx_stream *s, const wsx_status *why)
 
     wsx_stream_get_info(s, &info);
     InterlockedExchangeAdd64(&tot.bytes_out, (LONG64)info.bytes_out);
+    for (LONG64 q = tot.peak_queued; (LONG64)info.peak_queued > q; q = tot.peak_queued)
+        if (InterlockedCompareExchange64(&tot.peak_queued, (LONG64)info.peak_queued, q) == q)
+            break;
     InterlockedIncrement64(&tot.closed[why->kind]);
     conn_unlink(c);
     conn_unref(c);
@@ -386,7 +390,7 @@ static void print_stats(const char *label)
     }
     printf("%s: accepted=%lld closed=%lld (ok=%lld eof=%lld peer-reset=%lld aborted-locally=%lld "
            "other=%lld) open=%ld peak=%ld bytes_in=%lld bytes_out=%lld reaped=%lld refused=%lld "
-           "accept_errors=%lld reused=%lld reuse_failed=%lld\n",
+           "accept_errors=%lld reused=%lld reuse_failed=%lld peak_queued=%lld\n",
            label, (long long)tot.accepted,
            (long long)(tot.closed[WSX_KIND_OK] + tot.closed[WSX_KIND_EOF] +
                        tot.closed[WSX_KIND_PEER_RESET] + tot.closed[WSX_KIND_ABORTED] +
@@ -395,7 +399,8 @@ static void print_stats(const char *label)
            (long long)tot.closed[WSX_KIND_PEER_RESET], (long long)tot.closed[WSX_KIND_ABORTED],
            (long long)(tot.closed[WSX_KIND_OTHER] + tot.closed[WSX_KIND_REFUSED]), (long)tot.live,
            (long)tot.peak, (long long)tot.bytes_in, (long long)tot.bytes_out, (long long)reaped,
-           (long long)tot.refused, (long long)failed, (long long)reused, (long long)reuse_failed);
+           (long long)tot.refused, (long long)failed, (long long)reused, (long long)reuse_failed,
+           (long long)tot.peak_queued);
     fflush(stdout);
 }
 
