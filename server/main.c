@@ -505,8 +505,8 @@ int main(int argc, char **argv)
             wait_until_idle(3000);
         }
     }
+    wsx_port_stop(port); /* joins the workers */
     print_stats("final");
-    wsx_port_stop(port);
     wsx_trace_close();
     WSACleanup();
     return 0;
