@@ -44,7 +44,7 @@ static void on_complete(wsx_stream *s, wsx_op_kind kind, const wsx_status *st)
     InterlockedIncrement(&c->completions[kind][st->kind]);
 }
 
-static const wsx_stream_callbacks echo_cb = {on_data, NULL, on_close, on_complete};
+static const wsx_stream_callbacks echo_cb = {on_data, NULL, on_close, on_complete, NULL};
 
 static wsx_port *port_with_workers(int n)
 {
@@ -401,7 +401,7 @@ static void loop_data(wsx_stream *s, wsx_buf *b)
         return;
 }
 
-static const wsx_stream_callbacks loop_cb = {loop_data, NULL, on_close, on_complete};
+static const wsx_stream_callbacks loop_cb = {loop_data, NULL, on_close, on_complete, NULL};
 
 static void fairness(int workers)
 {
@@ -534,7 +534,7 @@ Test(stream, bad_arguments)
 {
     wsx_port *p = port_with_workers(1);
     wsx_stream *s = (wsx_stream *)&s;
-    wsx_stream_callbacks none = {NULL, NULL, NULL, NULL};
+    wsx_stream_callbacks none = {NULL, NULL, NULL, NULL, NULL};
     SOCKET a = t_socket(AF_INET, SOCK_STREAM);
 
     cr_assert_eq(wsx_stream_open(p, a, NULL, &none, NULL, NULL, 0, &s), WSAEINVAL,
