@@ -229,11 +229,19 @@ static void close_socket(wsx_stream *s, int abortive)
     s->sock = INVALID_SOCKET;
 }
 
+/* Drop what waits to be sent. The buffers of a WSASend in flight stay queued: the kernel may still
+ * read them until that send's completion (the stream's end frees them). */
+static void drop_queue(wsx_stream *s)
+{
+    if (!s->writing)
+        wsx__sendq_clear(&s->q);
+    wsx__sendq_clear(&s->q_after);
+}
+
 static void fail(wsx_stream *s, const wsx_status *st)
 {
     set_why(s, st);
-    wsx__sendq_clear(&s->q);
-    wsx__sendq_clear(&s->q_after);
+    drop_queue(s);
     /* A local failure tells the peer with RST; a peer that reset needs nothing more. */
     close_socket(s, st->kind != WSX_KIND_PEER_RESET);
 }
@@ -814,7 +822,7 @@ int wsx_stream_reset(wsx_stream *s)
     } else {
         wsx_status st = wsx_status_from_wsa(WSA_OPERATION_ABORTED);
         set_why(s, &st);
-        wsx__sendq_clear(&s->q);
+        drop_queue(s);
         close_socket(s, 1);
     }
     s_leave(s);
