@@ -11,6 +11,7 @@ PKGS=(
     wine wine64                              # runs the .exe files
     gcc libc6-dev meson tar xz-utils         # Criterion's cross build (cmake/criterion-mingw.sh)
     python3 python3-pytest python3-hypothesis python3-pytest-timeout
+    clang clang-format cppcheck              # make lint
 )
 
 missing=()
@@ -37,7 +38,7 @@ if [ ${#missing[@]} -gt 0 ]; then
         || { echo "wsx: apt-get install ${missing[*]} failed" >&2; exit 1; }
 fi
 
-for t in x86_64-w64-mingw32-gcc cmake ninja wine wineserver meson pkg-config; do
+for t in x86_64-w64-mingw32-gcc cmake ninja wine wineserver meson pkg-config clang clang-format cppcheck; do
     command -v "$t" >/dev/null || { echo "wsx: tool '$t' not found after install" >&2; exit 1; }
 done
 /usr/bin/python3 -c 'import pytest, hypothesis, pytest_timeout' 2>/dev/null \
