@@ -464,6 +464,12 @@ int wsx_listener_address(wsx_listener *l, wsx_sockaddr *out)
 
 void wsx_listener_get_stats(wsx_listener *l, wsx_listener_stats *out)
 {
+    if (out == NULL)
+        return;
+    if (l == NULL) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
     out->accepted = InterlockedCompareExchange64(&l->accepted, 0, 0);
     out->failed = InterlockedCompareExchange64(&l->failed, 0, 0);
     out->reaped = InterlockedCompareExchange64(&l->reaped, 0, 0);

@@ -102,6 +102,8 @@ size_t wsx_buf_pool_outstanding(wsx_buf_pool *p)
 {
     size_t n;
 
+    if (p == NULL)
+        return 0;
     AcquireSRWLockShared(&p->lock);
     n = p->outstanding;
     ReleaseSRWLockShared(&p->lock);
@@ -112,6 +114,8 @@ size_t wsx_buf_pool_allocated(wsx_buf_pool *p)
 {
     size_t n;
 
+    if (p == NULL)
+        return 0;
     AcquireSRWLockShared(&p->lock);
     n = p->allocated;
     ReleaseSRWLockShared(&p->lock);

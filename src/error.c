@@ -265,6 +265,8 @@ wsx_status wsx_status_from_overlapped(const OVERLAPPED *ov, DWORD bytes, int is_
 
 wsx_status wsx_status_from_entry(const OVERLAPPED_ENTRY *entry, int is_read)
 {
+    if (entry == NULL)
+        return wsx_status_from_wsa(WSAEFAULT);
     return wsx_status_from_overlapped(entry->lpOverlapped, entry->dwNumberOfBytesTransferred,
                                       is_read);
 }

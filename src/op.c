@@ -6,6 +6,8 @@
 void wsx_op_init(wsx_op *op, wsx_op_kind kind, wsx_op_fn fn, void *owner,
                  const volatile LONG *owner_gen)
 {
+    if (op == NULL)
+        return;
     memset(op, 0, sizeof *op);
     op->kind = (unsigned char)kind;
     op->is_read = kind == WSX_OP_RECV;
@@ -16,6 +18,8 @@ void wsx_op_init(wsx_op *op, wsx_op_kind kind, wsx_op_fn fn, void *owner,
 
 int wsx_op_begin(wsx_op *op)
 {
+    if (op == NULL)
+        return WSAEFAULT;
     if (InterlockedCompareExchange(&op->posted, 1, 0) != 0) {
         /* Posting an OVERLAPPED the kernel still owns would corrupt both operations. */
         assert(!"wsx_op posted twice");
@@ -31,12 +35,14 @@ int wsx_op_begin(wsx_op *op)
 
 void wsx_op_cancel_begin(wsx_op *op)
 {
+    if (op == NULL)
+        return;
     InterlockedExchange(&op->posted, 0);
 }
 
 int wsx_op_is_posted(const wsx_op *op)
 {
-    return op->posted != 0;
+    return op != NULL && op->posted != 0;
 }
 
 const char *wsx_op_kind_name(wsx_op_kind kind)

@@ -1,6 +1,7 @@
 #include "internal.h"
 
 #include <stdlib.h>
+#include <string.h>
 
 #define BATCH 64
 
@@ -227,6 +228,12 @@ int wsx_port_post(wsx_port *p, wsx_op *op, DWORD bytes, LONG status)
 
 void wsx_port_get_stats(wsx_port *p, wsx_port_stats *out)
 {
+    if (out == NULL)
+        return;
+    if (p == NULL) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
     out->dequeued = InterlockedCompareExchange64(&p->dequeued, 0, 0);
     out->inline_done = InterlockedCompareExchange64(&p->inline_done, 0, 0);
     out->requeued = InterlockedCompareExchange64(&p->requeued, 0, 0);

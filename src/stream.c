@@ -847,6 +847,12 @@ wsx_port *wsx_stream_port(const wsx_stream *s)
 
 void wsx_stream_get_info(wsx_stream *s, wsx_stream_info *out)
 {
+    if (out == NULL)
+        return;
+    if (s == NULL) {
+        memset(out, 0, sizeof *out);
+        return;
+    }
     EnterCriticalSection(&s->lock);
     out->queued = s->q.queued;
     out->max_queued = s->max_queued;

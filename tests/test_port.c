@@ -195,3 +195,55 @@ Test(port, buffer_pool)
     wsx_buf_put(NULL);
     cr_assert_eq(wsx_buf_pool_destroy(pool), 0);
 }
+
+/* Every entry point takes NULL and impossible values without crashing: an error code where it
+ * returns one, zeroed output where it fills a struct. */
+Test(port, null_and_bad_input_everywhere)
+{
+    wsx_port_stats ps;
+    wsx_stream_info si;
+    wsx_listener_stats ls;
+    wsx_status st;
+    wsx_sockaddr a;
+    const wsx_ext *x;
+    char text[WSX_ADDRSTRLEN];
+    SOCKET closed = t_socket(AF_INET, SOCK_STREAM);
+
+    closesocket(closed);
+    memset(&ps, 0xAA, sizeof ps);
+    wsx_port_get_stats(NULL, &ps);
+    cr_assert_eq(ps.dequeued, 0);
+    wsx_port_get_stats(NULL, NULL);
+    memset(&si, 0xAA, sizeof si);
+    wsx_stream_get_info(NULL, &si);
+    cr_assert_eq(si.queued, 0);
+    memset(&ls, 0xAA, sizeof ls);
+    wsx_listener_get_stats(NULL, &ls);
+    cr_assert_eq(ls.accepted, 0);
+    cr_assert_eq(wsx_buf_pool_outstanding(NULL), 0);
+    cr_assert_eq(wsx_buf_pool_allocated(NULL), 0);
+    cr_assert_null(wsx_buf_get(NULL));
+    cr_assert_eq(wsx_buf_pool_destroy(NULL), 0);
+    st = wsx_status_from_entry(NULL, 0);
+    cr_assert_eq(st.wsa, WSAEFAULT);
+    cr_assert_eq(wsx_op_begin(NULL), WSAEFAULT);
+    wsx_op_init(NULL, WSX_OP_USER, NULL, NULL, NULL);
+    wsx_op_cancel_begin(NULL);
+    cr_assert_eq(wsx_op_is_posted(NULL), 0);
+    cr_assert_eq(wsx_ext_get(closed, &x), WSAENOTSOCK);
+    cr_assert_eq(wsx_listener_recycle(NULL, INVALID_SOCKET), WSAEINVAL);
+    cr_assert_eq(wsx_listener_address(NULL, &a), WSAEINVAL);
+    cr_assert_eq(wsx_connect(NULL, NULL, NULL, 0, NULL, NULL), WSAEINVAL);
+    memset(&a, 0, sizeof a);
+    a.ss.ss_family = AF_UNIX; /* wrong family */
+    a.len = (int)sizeof a.ss;
+    cr_assert_eq(wsx_addr_format((struct sockaddr *)&a.ss, a.len, text, sizeof text),
+                 WSAEAFNOSUPPORT);
+    cr_assert_eq(wsx_stream_transmit_file(NULL, NULL, 0, 0, NULL, 0, NULL, 0), WSAEINVAL);
+    cr_assert_eq(wsx_stream_ref_close(wsx_stream_get_ref(NULL), WSX_CLOSE_RESET), WSAEINVAL);
+    cr_assert_eq(wsx_trace_open(NULL), WSAEINVAL);
+    cr_assert_eq(wsx_port_stop(NULL), WSAEINVAL);
+    cr_assert_eq(wsx_port_destroy(NULL), 0);
+    cr_assert_null(wsx_port_handle(NULL));
+    cr_assert_null(wsx_port_buffers(NULL));
+}
