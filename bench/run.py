@@ -306,8 +306,8 @@ def chart(rows, servers, path, meta):
         for i, s in enumerate(names):
             ax.plot([i] * len(r["values"][s]), r["values"][s], "k.", markersize=4)
             if r["failed"].get(s):
-                ax.text(i, 0, f" FAIL x{r['failed'][s]}", ha="center", va="bottom", color="red",
-                        fontsize=8, rotation=90)
+                ax.text(i, 0, f"{r['failed'][s]} failed", ha="center", va="bottom", fontsize=8,
+                        rotation=90, bbox={"facecolor": "white", "edgecolor": "red", "pad": 2})
         notes = []
         if r["wsx_vs_best_peer"] is not None:
             notes.append(f"wsx/peer {r['wsx_vs_best_peer']:.2f}")
