@@ -307,8 +307,11 @@ static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
     }
     live = InterlockedIncrement(&tot.live);
     if (cfg.max_conns && live > cfg.max_conns) {
+        /* Refused with RST, so the client cannot take it for an empty echo. */
+        struct linger lg = {1, 0};
         InterlockedDecrement(&tot.live);
         InterlockedIncrement64(&tot.refused);
+        setsockopt(a->s, SOL_SOCKET, SO_LINGER, (char *)&lg, sizeof lg);
         closesocket(a->s);
         return;
     }
