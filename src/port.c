@@ -22,7 +22,7 @@ int wsx_port_create(wsx_port **out, const wsx_port_opts *opts)
     p = calloc(1, sizeof *p);
     if (p == NULL)
         return WSAENOBUFS;
-    p->inline_cap = opts && opts->inline_cap ? opts->inline_cap : 16;
+    p->inline_cap = opts && opts->inline_cap ? opts->inline_cap : 4;
     InitializeSRWLock(&p->streams_lock);
     err = wsx_buf_pool_create(&p->bufs, opts && opts->buffer_size ? opts->buffer_size : 65536,
                               opts ? opts->max_buffers : 0);

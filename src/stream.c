@@ -427,41 +427,30 @@ static wsx_status classify(wsx_stream *s, wsx_op *op, const wsx_status *st)
     return r;
 }
 
-/* A zero-byte read completed: data (or FIN) is waiting; take it without blocking. A full buffer
- * suggests more is waiting, so read again at once (a few times, within the queue cap) before
- * going back to a zero-byte read: each of those is a round trip through the port. */
+/* A zero-byte read completed: data (or FIN) is waiting; take it without blocking. One buffer per
+ * wakeup: reading on while data keeps coming starved the other connections (bench: stream x100). */
 static void take_ready_data(wsx_stream *s)
 {
-    DWORD size = wsx_buf_pool_size(s->port->bufs);
+    wsx_buf *b = wsx_buf_get(s->port->bufs);
+    int n;
 
-    for (int round = 0; round < 4; round++) {
-        wsx_buf *b;
-        int n;
-
-        if (s->closed || s->eof || s->close_req || s->q.queued + size > s->max_queued)
-            return;
-        b = wsx_buf_get(s->port->bufs);
-        if (b == NULL) {
-            fail_wsa(s, WSAENOBUFS);
-            return;
-        }
-        n = recv(s->sock, b->data, (int)b->cap, 0);
-        if (n > 0) {
-            b->len = (DWORD)n;
-            got_data(s, b);
-            if ((DWORD)n < size)
-                return;
-            continue;
-        }
-        wsx_buf_put(b);
-        if (n == 0) {
-            got_eof(s);
-        } else {
-            int err = WSAGetLastError();
-            if (err != WSAEWOULDBLOCK)
-                fail_wsa(s, err);
-        }
+    if (b == NULL) {
+        fail_wsa(s, WSAENOBUFS);
         return;
+    }
+    n = recv(s->sock, b->data, (int)b->cap, 0);
+    if (n > 0) {
+        b->len = (DWORD)n;
+        got_data(s, b);
+        return;
+    }
+    wsx_buf_put(b);
+    if (n == 0) {
+        got_eof(s);
+    } else {
+        int err = WSAGetLastError();
+        if (err != WSAEWOULDBLOCK)
+            fail_wsa(s, err);
     }
 }
 

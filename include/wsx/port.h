@@ -24,7 +24,7 @@ extern "C" {
 typedef struct wsx_port wsx_port;
 
 typedef struct wsx_port_opts {
-    unsigned inline_cap; /* inline completions in a row per owner before a requeue; 0 = 16 */
+    unsigned inline_cap; /* inline completions in a row per owner before a requeue; 0 = 4 */
     DWORD buffer_size;   /* size of the port's buffer pool (streams read into it); 0 = 65536 */
     size_t max_buffers;  /* bound of that pool; 0 = no bound */
 } wsx_port_opts;
