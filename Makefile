@@ -4,7 +4,7 @@ BUILD_TYPE ?= RelWithDebInfo
 PYTHON ?= /usr/bin/python3
 LISTEN ?= 127.0.0.1:7007
 
-.PHONY: all deps configure build run test ctest pytest clean
+.PHONY: all deps configure build run test ctest pytest clean consumer
 
 all: build
 
@@ -44,6 +44,12 @@ test: build
 
 clean:
 	rm -rf $(BUILD)
+
+# Issue 10: install into $(BUILD)/stage, build tests/consumer against the installed package with
+# find_package(wsx) and with pkg-config (static library and DLL each), run the clients under Wine
+# against a wsx-echo on 127.0.0.1 port 0. See cmake/consumer.sh.
+consumer: build
+	@bash cmake/consumer.sh $(BUILD)
 
 # Benchmarks (issue 8): wsx-echo against Asio, libuv (both under Wine) and native epoll, every
 # workload three times, interleaved; table of medians, bench/results/bench.{json,png}.

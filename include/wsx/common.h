@@ -14,8 +14,22 @@
 #error "wsx needs _WIN32_WINNT >= 0x0600"
 #endif
 
+/* WSX_API marks every public function. One set of headers serves both builds of the library:
+ * - the static library (wsx::wsx, wsx-static.pc, libwsx.a): nothing to define; WSX_API is empty;
+ * - the DLL (wsx::wsx_shared, wsx.pc, libwsx.dll + libwsx.dll.a): consumers define WSX_DLL
+ *   (the CMake target and wsx.pc do it for them) and WSX_API is __declspec(dllimport); the DLL
+ *   itself is compiled with WSX_BUILDING_DLL and WSX_API is __declspec(dllexport), so it exports
+ *   exactly the public functions.
+ * Both spellings work with MSVC, MinGW-w64 GCC and clang. A build system may also define WSX_API
+ * itself. WSX_STATIC is accepted and wins over WSX_DLL. */
 #ifndef WSX_API
+#if defined(WSX_BUILDING_DLL)
+#define WSX_API __declspec(dllexport)
+#elif defined(WSX_DLL) && !defined(WSX_STATIC)
+#define WSX_API __declspec(dllimport)
+#else
 #define WSX_API
+#endif
 #endif
 
 #endif
