@@ -76,7 +76,11 @@ WSX_API int wsx_listener_close(wsx_listener *l);
  * then closes it and takes a new one (counted in reuse_failed). */
 WSX_API int wsx_listener_recycle(wsx_listener *l, SOCKET s);
 
+/* The address the listener is bound to, with the real port when it was opened on port 0 (what
+ * getsockname gave after bind). Returns 0 or WSAEINVAL (NULL argument). */
 WSX_API int wsx_listener_address(wsx_listener *l, wsx_sockaddr *out);
+/* A snapshot of the listener's counters (each read atomically; they may move between fields).
+ * NULL listener: all zero. */
 WSX_API void wsx_listener_get_stats(wsx_listener *l, wsx_listener_stats *out);
 
 /* AcceptEx with the checks Wine does not make (Windows makes them in the provider): the accept

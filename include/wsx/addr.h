@@ -51,6 +51,7 @@ WSX_API int wsx_addr_format(const struct sockaddr *sa, int len, char *out, size_
  * Returns 0 or WSAEINVAL; *out is zeroed first. */
 WSX_API int wsx_addr_parse(const char *text, wsx_sockaddr *out);
 
+/* The port of an AF_INET or AF_INET6 address in host byte order; 0 for NULL or another family. */
 WSX_API unsigned short wsx_addr_port(const struct sockaddr *sa);
 
 #ifdef __cplusplus

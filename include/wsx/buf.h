@@ -36,6 +36,7 @@ WSX_API wsx_buf *wsx_buf_get(wsx_buf_pool *pool);
 /* Give a buffer back to its pool. NULL is ignored. Thread-safe. */
 WSX_API void wsx_buf_put(wsx_buf *buf);
 
+/* Bytes per buffer of the pool (0 for NULL). */
 WSX_API DWORD wsx_buf_pool_size(const wsx_buf_pool *pool);
 
 /* Buffers handed out and not yet returned, and buffers allocated in all. */

@@ -51,6 +51,9 @@ WSX_API wsx_status wsx_status_from_entry(const OVERLAPPED_ENTRY *entry, int is_r
 /* The result of a call that failed at once with WSAGetLastError() == wsa (no NTSTATUS). */
 WSX_API wsx_status wsx_status_from_wsa(int wsa);
 
+/* The kind of a WSA code: 0 ok, WSAEDISCON eof, WSAECONNRESET / WSAENETRESET peer-reset,
+ * WSA_OPERATION_ABORTED / WSAECONNABORTED / WSAEINTR aborted-locally (what a local CancelIoEx or
+ * closesocket gives), WSAECONNREFUSED refused, anything else other. */
 WSX_API wsx_kind wsx_error_kind(int wsa);
 
 /* "ok", "eof", "peer-reset", "aborted-locally", "refused", "other". */

@@ -63,6 +63,8 @@ WSX_API int wsx_op_begin(wsx_op *op);
 /* Undo wsx_op_begin when the post failed at once and no completion will come. */
 WSX_API void wsx_op_cancel_begin(wsx_op *op);
 
+/* 1 while the kernel (or the port) owns the op's OVERLAPPED: between wsx_op_begin and its
+ * completion. 0 for NULL. */
 WSX_API int wsx_op_is_posted(const wsx_op *op);
 
 /* "user", "accept", "recv", "send", "connect", "disconnect", "transmitfile". */

@@ -64,7 +64,10 @@ WSX_API int wsx_port_poll(wsx_port *port, DWORD timeout_ms);
  * The op must not be posted elsewhere. */
 WSX_API int wsx_port_post(wsx_port *port, wsx_op *op, DWORD bytes, LONG status);
 
+/* A snapshot of the port's counters (each read atomically). NULL port: all zero. */
 WSX_API void wsx_port_get_stats(wsx_port *port, wsx_port_stats *out);
+/* The completion port HANDLE (NULL for NULL), e.g. to associate other handles or post packets
+ * with completion keys of your own. Do not close it: wsx_port_destroy does. */
 WSX_API HANDLE wsx_port_handle(wsx_port *port);
 
 /* The port's buffer pool (streams read into its buffers). */

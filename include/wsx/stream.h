@@ -113,15 +113,22 @@ typedef enum wsx_close_how {
     WSX_CLOSE_SHUTDOWN  /* wsx_stream_shutdown */
 } wsx_close_how;
 
+/* A reference to the stream as it is now (its current generation). */
 WSX_API wsx_stream_ref wsx_stream_get_ref(wsx_stream *s);
 
 /* Close the referenced connection if it is still the one referenced and not yet closed;
  * WSAENOTCONN otherwise. */
 WSX_API int wsx_stream_ref_close(wsx_stream_ref ref, wsx_close_how how);
 
+/* The `user` pointer given to wsx_stream_open (NULL for NULL). */
 WSX_API void *wsx_stream_user(const wsx_stream *s);
+/* The stream's socket (INVALID_SOCKET for NULL). Use it for queries (getpeername, getsockopt),
+ * not for I/O or closing: the stream owns it. */
 WSX_API SOCKET wsx_stream_socket(const wsx_stream *s);
+/* The port the stream runs on (NULL for NULL). */
 WSX_API wsx_port *wsx_stream_port(const wsx_stream *s);
+/* A consistent snapshot of the stream's queue and counters (taken under its lock). NULL stream:
+ * all zero. */
 WSX_API void wsx_stream_get_info(wsx_stream *s, wsx_stream_info *out);
 
 #ifdef __cplusplus

@@ -28,6 +28,7 @@ WSX_API int wsx_trace_open(const char *path);
 /* Flush and stop. */
 WSX_API void wsx_trace_close(void);
 
+/* 1 while a trace is open (wsx_trace_open or WSX_TRACE), else 0. */
 WSX_API int wsx_trace_enabled(void);
 
 #ifdef __cplusplus
