@@ -4,7 +4,7 @@ BUILD_TYPE ?= RelWithDebInfo
 PYTHON ?= /usr/bin/python3
 LISTEN ?= 127.0.0.1:7007
 
-.PHONY: all deps configure build run test ctest pytest clean consumer
+.PHONY: all deps configure build run test ctest pytest clean consumer lint heapcheck soak
 
 all: build
 
@@ -33,14 +33,33 @@ pytest: build
 	@cmake/wine-run --start-server
 	WSX_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest pytests -v
 
-# Both suites run even if the first fails; the target fails if either did.
+# Every check runs even if an earlier one fails; the target fails if any did: Criterion under Wine,
+# the pytest suite, static analysis, the Criterion suites again under Wine's heap checks, a 60-second
+# soak, and the installed-package consumer.
 test: build
 	@cmake/wine-run --start-server
-	@c=0; p=0; \
+	@c=0; p=0; l=0; h=0; s=0; k=0; \
 	(cd $(BUILD) && ctest --output-on-failure) || c=$$?; \
 	WSX_BUILD=$(abspath $(BUILD)) $(PYTHON) -m pytest pytests -v || p=$$?; \
-	echo "wsx: ctest exit $$c, pytest exit $$p"; \
-	[ $$c = 0 ] && [ $$p = 0 ]
+	bash cmake/lint.sh || l=$$?; \
+	bash cmake/heapcheck.sh $(BUILD) || h=$$?; \
+	$(PYTHON) tests/soak.py --seconds 60 --build $(BUILD) || s=$$?; \
+	bash cmake/consumer.sh $(BUILD) || k=$$?; \
+	echo "wsx: ctest exit $$c, pytest exit $$p, lint exit $$l, heapcheck exit $$h, soak exit $$s, consumer exit $$k"; \
+	[ $$c = 0 ] && [ $$p = 0 ] && [ $$l = 0 ] && [ $$h = 0 ] && [ $$s = 0 ] && [ $$k = 0 ]
+
+lint: deps
+	@bash cmake/lint.sh
+
+heapcheck: build
+	@cmake/wine-run --start-server
+	@bash cmake/heapcheck.sh $(BUILD)
+
+# The soak and fault run (issue 9): `make soak` runs 10 minutes, `make soak SOAK_SECONDS=60` less.
+SOAK_SECONDS ?= 600
+soak: build
+	@cmake/wine-run --start-server
+	$(PYTHON) tests/soak.py --seconds $(SOAK_SECONDS) --build $(BUILD)
 
 clean:
 	rm -rf $(BUILD)

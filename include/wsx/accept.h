@@ -52,7 +52,7 @@ typedef struct wsx_listener_stats {
     LONG64 recycled; /* sockets made reusable by DisconnectEx(TF_REUSE_SOCKET) */
     LONG64 reused;   /* accepts completed on a recycled socket */
     LONG64
-        reuse_failed; /* recycled sockets that AcceptEx refused (Wine 8.0: docs/semantics.md R1) */
+    reuse_failed; /* recycled sockets that AcceptEx refused (Wine 8.0: docs/semantics.md R1) */
 } wsx_listener_stats;
 
 /* Bind, listen and post the accept pool on `port`. `addr` "[::]:p" listens dual-stack
