@@ -7,13 +7,17 @@ Pass when: every well-behaved client got every byte back in order; the server ke
 (no accept probe waited longer than --max-gap seconds); its memory at the end is within 10% of
 after warm-up; its final stats add up (accepted = closed + open, open = 0 after the stop).
 
-  tests/soak.py [--seconds 600] [--build build] [--max-gap 1.0]
+  tests/soak.py [--seconds 600] [--build build] [--max-gap 1.0] [--hold N]
+
+--hold N (default: 10000 for runs of 5 minutes or more, else 0): after the mixed load, hold N
+connections open at once and have each echo once.
 """
 import argparse
 import hashlib
 import os
 import random
 import re
+import resource
 import signal
 import socket
 import struct
@@ -197,6 +201,36 @@ class Soak:
             self.bump("probe-lost")
 
 
+def hold_many(addr, n):
+    """Open n connections, then echo 4 bytes on each while all are open. Returns (held, echoed)."""
+    soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+    want = min(hard, n + 1024)
+    if soft < want:
+        resource.setrlimit(resource.RLIMIT_NOFILE, (want, hard))
+    socks = []
+    try:
+        for _ in range(n):
+            s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+            s.settimeout(30)
+            s.connect(addr)
+            socks.append(s)
+        for i, s in enumerate(socks):
+            s.sendall(struct.pack("!I", i))
+        echoed = 0
+        for i, s in enumerate(socks):
+            got = b""
+            while len(got) < 4:
+                b = s.recv(4 - len(got))
+                if not b:
+                    break
+                got += b
+            echoed += got == struct.pack("!I", i)
+        return len(socks), echoed
+    finally:
+        for s in socks:
+            s.close()
+
+
 def rss_kib(pid):
     try:
         with open("/proc/%d/status" % pid) as f:
@@ -215,7 +249,10 @@ def main():
     ap.add_argument("--max-gap", type=float, default=1.0)
     ap.add_argument("--max-conns", type=int, default=300)
     ap.add_argument("--accept-timeout", type=int, default=2)
+    ap.add_argument("--hold", type=int, default=None)
     args = ap.parse_args()
+    if args.hold is None:
+        args.hold = 10000 if args.seconds >= 300 else 0
 
     subprocess.run([WINE_RUN, "--start-server"], check=True)
     exe = os.path.join(args.build, "server", "wsx-echo.exe")
@@ -264,6 +301,27 @@ def main():
         proc.kill()
         rc = None
     time.sleep(0.2)
+    held = echoed = 0
+    hold_s = 0.0
+    if args.hold:
+        # A fresh instance without --max-conns: N connections open at once, each echoing once.
+        hp = subprocess.Popen([WINE_RUN, exe, "--listen", "127.0.0.1:0", "--threads", "2",
+                               "--accepts", "64"],
+                              stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
+                              start_new_session=True)
+        line = hp.stdout.readline()
+        m = re.search(r"listening on ([\d.]+):(\d+)", line)
+        t0 = time.monotonic()
+        try:
+            held, echoed = hold_many((m.group(1), int(m.group(2))), args.hold)
+        except (OSError, AttributeError) as e:
+            soak.errors.append("holding %d connections: %r" % (args.hold, e))
+        hold_s = time.monotonic() - t0
+        hp.send_signal(signal.SIGINT)
+        try:
+            hp.wait(60)
+        except subprocess.TimeoutExpired:
+            hp.kill()
     final = [l for l in lines if l.startswith("final:")]
     stats = {k: int(v) for k, v in re.findall(r"([a-z_-]+)=(\d+)", final[-1])} if final else {}
 
@@ -279,6 +337,8 @@ def main():
         failures.append("an accept probe waited %.2f s (limit %.2f s)" % (soak.max_gap, args.max_gap))
     if warm and end_rss and end_rss > warm * 1.10:
         failures.append("memory grew: %d KiB after warm-up, %d KiB at the end" % (warm, end_rss))
+    if args.hold and (held != args.hold or echoed != args.hold):
+        failures.append("held %d of %d connections, %d echoed" % (held, args.hold, echoed))
     if soak.count.get("good-conns", 0) == 0:
         failures.append("no well-behaved client completed")
 
@@ -288,6 +348,9 @@ def main():
                                              if not kv[0].startswith("good")))
     print("soak: slowest accept probe %.3f s; wsx-echo RSS %s KiB after warm-up, %s KiB at the end"
           % (soak.max_gap, warm, end_rss))
+    if args.hold:
+        print("soak: %d connections held at once, %d echoed once each, in %.1f s"
+              % (held, echoed, hold_s))
     print("soak: server " + (final[-1] if final else "(no final line)"))
     if failures:
         print("soak: FAILED\n  " + "\n  ".join(failures))
