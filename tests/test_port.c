@@ -247,3 +247,62 @@ Test(port, null_and_bad_input_everywhere)
     cr_assert_null(wsx_port_handle(NULL));
     cr_assert_null(wsx_port_buffers(NULL));
 }
+
+static void noop_data(wsx_stream *s, wsx_buf *b)
+{
+    (void)s;
+    wsx_buf_put(b);
+}
+
+static void dummy_accept(wsx_listener *l, const wsx_accepted *a, void *user)
+{
+    (void)l, (void)a, (void)user;
+}
+
+static void dummy_connect(SOCKET s, const wsx_status *st, DWORD sent, void *user)
+{
+    (void)s, (void)st, (void)sent, (void)user;
+}
+
+/* Closed sockets, wrong families and impossible sizes give error codes, never a crash. */
+Test(port, closed_sockets_wrong_families_bad_sizes)
+{
+    wsx_port *p = new_port(0);
+    wsx_stream_callbacks cb = {noop_data, NULL, NULL, NULL, NULL};
+    wsx_stream *s = NULL;
+    SOCKET closed = t_socket(AF_INET, SOCK_STREAM), srv, cli;
+    wsx_sockaddr unix_addr, v4 = t_addr("127.0.0.1:1");
+    wsx_listener *l = NULL;
+    const wsx_ext *x;
+    char buf[WSX_ACCEPT_BUF_LEN(0)];
+    OVERLAPPED ov;
+    char big[8];
+
+    closesocket(closed);
+    cr_assert_neq(wsx_stream_open(p, closed, NULL, &cb, NULL, NULL, 0, &s), 0);
+    cr_assert_null(s);
+    memset(&unix_addr, 0, sizeof unix_addr);
+    unix_addr.ss.ss_family = AF_UNIX;
+    unix_addr.len = (int)sizeof unix_addr.ss;
+    cr_assert_eq(wsx_listener_open(p, &unix_addr, NULL, dummy_accept, NULL, &l), WSAEINVAL);
+    cr_assert_eq(wsx_connect(p, &unix_addr, NULL, 0, dummy_connect, NULL), WSAEINVAL);
+    v4.len = 3; /* shorter than a sockaddr_in */
+    cr_assert_eq(wsx_connect(p, &v4, NULL, 0, dummy_connect, NULL), WSAEINVAL);
+    memset(&ov, 0, sizeof ov);
+    cli = t_pair("127.0.0.1:0", &srv);
+    cr_assert_eq(wsx_ext_get(cli, &x), 0);
+    cr_assert_eq(
+        wsx_accept_post(x, closed, closed, buf, 0, WSX_ACCEPT_ADDR_LEN, WSX_ACCEPT_ADDR_LEN, &ov),
+        WSAEINVAL);
+    /* A stream on a live socket: bad sizes, then everything after its end. */
+    cr_assert_eq(wsx_stream_open(p, srv, NULL, &cb, NULL, big, 70000, &s), WSAEINVAL,
+                 "initial data larger than a buffer");
+    cli = t_pair("127.0.0.1:0", &srv);
+    cr_assert_eq(wsx_stream_open(p, srv, NULL, &cb, NULL, NULL, 0, &s), 0);
+    cr_assert_eq(wsx_stream_send(s, NULL, 5), WSAEINVAL);
+    cr_assert_eq(wsx_stream_transmit_file(s, INVALID_HANDLE_VALUE, 0, 1, NULL, 0, NULL, 0),
+                 WSAEINVAL);
+    cr_assert_eq(wsx_stream_shutdown(s), 0);
+    cr_assert_eq(wsx_stream_send(s, "late", 4), WSAESHUTDOWN, "no send after shutdown");
+    closesocket(cli);
+}
