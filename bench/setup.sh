@@ -10,30 +10,10 @@ OUT=${BENCH_BUILD:-bench/build}
 HOST=x86_64-w64-mingw32
 UV=${WSX_CACHE:-$HOME/.cache/wsx}/libuv-mingw
 
-PKGS=(
-    g++-mingw-w64-x86-64 libasio-dev   # the Asio peer (Asio needs the posix-thread g++ variant)
-    gcc-mingw-w64-x86-64 cmake ninja-build patch tar gzip xz-utils  # libuv, cross-built
-    gcc libc6-dev                      # native load generator and epoll peer
-    python3 python3-matplotlib         # bench/run.py and its chart
-)
-missing=()
-for p in "${PKGS[@]}"; do
-    st=$(dpkg-query -W -f='${Status}' "$p" 2>/dev/null || true)
-    [ "$st" = "install ok installed" ] || missing+=("$p")
-done
-if [ ${#missing[@]} -gt 0 ]; then
-    echo "wsx bench: installing missing Debian packages: ${missing[*]}"
-    SUDO=
-    if [ "$(id -u)" != 0 ]; then
-        command -v sudo >/dev/null && sudo -n true 2>/dev/null ||
-            { echo "wsx bench: not root: apt-get install ${missing[*]}" >&2; exit 1; }
-        SUDO=sudo
-    fi
-    export DEBIAN_FRONTEND=noninteractive
-    $SUDO apt-get update -qq || { echo "wsx bench: apt-get update failed" >&2; exit 1; }
-    $SUDO apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
-        { echo "wsx bench: apt-get install ${missing[*]} failed" >&2; exit 1; }
-fi
+# The project's packages plus the bench's own, through the one installer (cmake/deps.sh):
+# the Asio peer needs the posix-thread g++, libuv's build applies Debian's patches, the chart
+# needs matplotlib.
+bash cmake/deps.sh g++-mingw-w64-x86-64 libasio-dev patch python3-matplotlib || exit 1
 
 bash bench/libuv-mingw.sh "$UV"
 

@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Install what wsx needs from Debian's archive, only what is missing, then check
 # that every tool answers. Called by `make deps` (and so by `make run` / `make test`).
-#   cmake/deps.sh          build + run + test dependencies
+#   cmake/deps.sh [PKG...]   build + run + test dependencies, plus PKG... (bench/setup.sh)
 # Exit 1 with one clear line when something cannot be installed.
 set -euo pipefail
 
@@ -12,6 +12,7 @@ PKGS=(
     gcc libc6-dev meson tar xz-utils         # Criterion's cross build (cmake/criterion-mingw.sh)
     python3 python3-pytest python3-hypothesis python3-pytest-timeout
     clang clang-format cppcheck              # make lint
+    "$@"
 )
 
 missing=()
