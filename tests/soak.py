@@ -137,7 +137,12 @@ class Soak:
     def slow_reader(self, rnd):
         data = rnd.randbytes(4 * 1024 * 1024)
         s = self.connect(timeout=60)
-        sender = threading.Thread(target=s.sendall, args=(data,), daemon=True)
+        def send_all():
+            try:
+                s.sendall(data)
+            except OSError:
+                pass  # refused or reset during a burst: the reader below reports it
+        sender = threading.Thread(target=send_all, daemon=True)
         sender.start()
         time.sleep(2.0)  # not reading: the server must stop reading us, not grow
         got = bytearray()
@@ -305,8 +310,10 @@ def main():
     hold_s = 0.0
     if args.hold:
         # A fresh instance without --max-conns: N connections open at once, each echoing once.
+        # Accepts complete on connect (--initial-data 0): the clients connect all before sending.
         hp = subprocess.Popen([WINE_RUN, exe, "--listen", "127.0.0.1:0", "--threads", "2",
-                               "--accepts", "64"],
+                               "--accepts", "256", "--initial-data", "0",
+                               "--accept-timeout", "0"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True)
         line = hp.stdout.readline()
