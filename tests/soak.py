@@ -266,6 +266,7 @@ def main():
          "--max-conns", str(args.max_conns), "--accept-timeout", str(args.accept_timeout),
          "--accepts", "32"],
         stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True, start_new_session=True)
+    STARTED.append(proc)
     lines = []
     found = threading.Event()
     soak = Soak(args)
@@ -316,6 +317,7 @@ def main():
                                "--accept-timeout", "0"],
                               stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True,
                               start_new_session=True)
+        STARTED.append(hp)
         line = hp.stdout.readline()
         m = re.search(r"listening on ([\d.]+):(\d+)", line)
         t0 = time.monotonic()
@@ -365,5 +367,18 @@ def main():
     print("soak: passed")
 
 
+STARTED = []  # server processes of this run, stopped by PID if the run is cut short
+
+
+def _stop_started():
+    for p in STARTED:
+        if p.poll() is None:
+            p.kill()
+
+
 if __name__ == "__main__":
-    main()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(3))
+    try:
+        main()
+    finally:
+        _stop_started()
