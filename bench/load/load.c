@@ -40,10 +40,10 @@
 #include <time.h>
 #include <unistd.h>
 
-#define PAT_LEN 1048573u      /* prime, so no block size of a server lines up with it */
-#define IO_MAX (256u * 1024)  /* largest single send or recv; the pattern repeats this much */
-#define OPENING_MAX 256       /* idle: connections being opened at once */
-#define MAX_ERRORS 8          /* errors kept for the report (all are counted) */
+#define PAT_LEN 1048573u     /* prime, so no block size of a server lines up with it */
+#define IO_MAX (256u * 1024) /* largest single send or recv; the pattern repeats this much */
+#define OPENING_MAX 256      /* idle: connections being opened at once */
+#define MAX_ERRORS 8         /* errors kept for the report (all are counted) */
 
 enum mode { PINGPONG, STREAM, ACCEPT, IDLE };
 static const char *mode_names[] = {"pingpong", "stream", "accept", "idle"};
@@ -53,13 +53,13 @@ enum phase { WARMUP, MEASURE, DRAIN, OPEN, HOLD, CHECK, FINISHED };
 typedef struct conn {
     int fd, id;
     int connecting;
-    uint32_t events;   /* the epoll mask registered now */
-    uint64_t base;     /* where this connection's bytes start in the pattern */
-    uint64_t tx, rx;   /* bytes sent; bytes received and verified */
-    uint64_t msg_end;  /* message modes: tx position where the current message ends */
-    int64_t t_start;   /* when the current message (accept: connection) started */
-    uint64_t count;    /* measured work: messages, bytes, or cycles */
-    int warm;          /* has had an echo back: the server serves it */
+    uint32_t events;  /* the epoll mask registered now */
+    uint64_t base;    /* where this connection's bytes start in the pattern */
+    uint64_t tx, rx;  /* bytes sent; bytes received and verified */
+    uint64_t msg_end; /* message modes: tx position where the current message ends */
+    int64_t t_start;  /* when the current message (accept: connection) started */
+    uint64_t count;   /* measured work: messages, bytes, or cycles */
+    int warm;         /* has had an echo back: the server serves it */
 } conn;
 
 static struct {
@@ -77,12 +77,12 @@ static conn *cs;
 static int ep;
 static enum phase phase;
 static int64_t t_begin, t_measure, t_drain, t_hold_end, measured_ns;
-static int64_t open_ns, check_ns;      /* idle: time to open all, time to check all */
-static uint64_t cycles;                 /* accept: connections started, for fresh offsets */
-static int nwarm;                       /* connections that have had an echo back */
-static int opened, held, checked;       /* idle progress */
+static int64_t open_ns, check_ns; /* idle: time to open all, time to check all */
+static uint64_t cycles;           /* accept: connections started, for fresh offsets */
+static int nwarm;                 /* connections that have had an echo back */
+static int opened, held, checked; /* idle progress */
 static long rss_before, rss_after, aux_before, aux_after;
-static uint32_t *rtts;                  /* round trips in ns, while measuring */
+static uint32_t *rtts; /* round trips in ns, while measuring */
 static size_t nrtt, rtt_cap;
 static char errors[MAX_ERRORS][160];
 static int nerrors;
@@ -160,7 +160,8 @@ static void conn_open(conn *c)
         return;
     }
     setsockopt(c->fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
-    if (connect(c->fd, (struct sockaddr *)&opt.addr, sizeof opt.addr) != 0 && errno != EINPROGRESS) {
+    if (connect(c->fd, (struct sockaddr *)&opt.addr, sizeof opt.addr) != 0 &&
+        errno != EINPROGRESS) {
         fail(c, "connect: %s", strerror(errno));
         return;
     }
@@ -436,9 +437,10 @@ static void report(void)
                 starved++;
                 worst = cs[i].count < cs[worst].count ? i : worst;
             }
-        fail(NULL, "starvation: %d of %d connections got under half the mean share %.0f "
-             "(connection %d: %llu)", starved, opt.conns, mean, worst,
-             (unsigned long long)cs[worst].count);
+        fail(NULL,
+             "starvation: %d of %d connections got under half the mean share %.0f "
+             "(connection %d: %llu)",
+             starved, opt.conns, mean, worst, (unsigned long long)cs[worst].count);
     }
 
     printf("{\"mode\": \"%s\", \"conns\": %d, \"size\": %zu, \"ok\": %s, \"error_count\": %d, "
@@ -450,9 +452,11 @@ static void report(void)
            mean, (unsigned long long)hi);
     if (opt.mode == IDLE) {
         double per = held > 0 && rss_before >= 0 && rss_after >= 0
-                         ? (double)(rss_after - rss_before) / held : -1;
+                         ? (double)(rss_after - rss_before) / held
+                         : -1;
         double aux = held > 0 && aux_before >= 0 && aux_after >= 0
-                         ? (double)(aux_after - aux_before) / held : -1;
+                         ? (double)(aux_after - aux_before) / held
+                         : -1;
         printf(", \"held\": %d, \"checked\": %d, \"rss_before\": %ld, \"rss_after\": %ld, "
                "\"rss_per_conn\": %.0f, \"aux_before\": %ld, \"aux_after\": %ld, "
                "\"aux_per_conn\": %.0f, \"open_s\": %.2f, \"check_s\": %.2f",
@@ -505,16 +509,26 @@ int main(int argc, char **argv)
             opt.addr.sin_port = htons((uint16_t)num(colon + 1));
             if (inet_pton(AF_INET, host, &opt.addr.sin_addr) != 1)
                 usage();
-        } else if (strcmp(k, "--conns") == 0) opt.conns = (int)num(v);
-        else if (strcmp(k, "--size") == 0) opt.size = (size_t)num(v);
-        else if (strcmp(k, "--window") == 0) opt.window = (size_t)num(v);
-        else if (strcmp(k, "--duration") == 0) opt.duration = num(v);
-        else if (strcmp(k, "--warmup") == 0) opt.warmup = num(v);
-        else if (strcmp(k, "--hold") == 0) opt.hold = num(v);
-        else if (strcmp(k, "--timeout") == 0) opt.timeout = num(v);
-        else if (strcmp(k, "--server-pid") == 0) opt.server_pid = (int)num(v);
-        else if (strcmp(k, "--aux-pid") == 0) opt.aux_pid = (int)num(v);
-        else usage();
+        } else if (strcmp(k, "--conns") == 0)
+            opt.conns = (int)num(v);
+        else if (strcmp(k, "--size") == 0)
+            opt.size = (size_t)num(v);
+        else if (strcmp(k, "--window") == 0)
+            opt.window = (size_t)num(v);
+        else if (strcmp(k, "--duration") == 0)
+            opt.duration = num(v);
+        else if (strcmp(k, "--warmup") == 0)
+            opt.warmup = num(v);
+        else if (strcmp(k, "--hold") == 0)
+            opt.hold = num(v);
+        else if (strcmp(k, "--timeout") == 0)
+            opt.timeout = num(v);
+        else if (strcmp(k, "--server-pid") == 0)
+            opt.server_pid = (int)num(v);
+        else if (strcmp(k, "--aux-pid") == 0)
+            opt.aux_pid = (int)num(v);
+        else
+            usage();
     }
     if (i != argc || opt.addr.sin_family != AF_INET || opt.conns < 1 || opt.size < 1)
         usage();

@@ -4,9 +4,10 @@
  *
  * The usual shape: N threads, each with its own epoll set; the listening socket is in every
  * set with EPOLLEXCLUSIVE, so one thread wakes per burst of connections, and it hands what it
- * accepts to the threads in turn (so each thread serves its share of the connections). Reads go into the thread's buffer and are written straight back; only what the
- * socket does not take is copied aside, and the connection stops reading until that is sent.
- * Prints "listening on IP:PORT"; SIGINT ends it. */
+ * accepts to the threads in turn (so each thread serves its share of the connections). Reads go
+ * into the thread's buffer and are written straight back; only what the socket does not take is
+ * copied aside, and the connection stops reading until that is sent. Prints "listening on IP:PORT";
+ * SIGINT ends it. */
 #define _GNU_SOURCE
 #include <arpa/inet.h>
 #include <errno.h>
@@ -29,8 +30,8 @@ typedef struct conn {
 
 static int lfd;
 static int nthreads = 1;
-static int eps[256];              /* each thread's epoll set */
-static atomic_uint next_thread;   /* round robin for new connections */
+static int eps[256];            /* each thread's epoll set */
+static atomic_uint next_thread; /* round robin for new connections */
 static size_t buffer_size = 65536;
 static conn listener_tag; /* data.ptr of the listening socket in every epoll set */
 
@@ -195,7 +196,8 @@ int main(int argc, char **argv)
     fflush(stdout);
     for (int i = 0; i < nthreads; i++) {
         struct epoll_event le = {.events = EPOLLIN | EPOLLEXCLUSIVE, .data.ptr = &listener_tag};
-        if ((eps[i] = epoll_create1(EPOLL_CLOEXEC)) < 0 || epoll_ctl(eps[i], EPOLL_CTL_ADD, lfd, &le) != 0)
+        if ((eps[i] = epoll_create1(EPOLL_CLOEXEC)) < 0 ||
+            epoll_ctl(eps[i], EPOLL_CTL_ADD, lfd, &le) != 0)
             die("epoll-echo: epoll");
     }
     for (int i = 1; i < nthreads; i++) {
