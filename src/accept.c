@@ -377,6 +377,7 @@ int wsx_listener_recycle(wsx_listener *l, SOCKET s)
     const wsx_ext *ext = NULL;
     recycle_op *r;
     int err = 0;
+    BOOL skip;
 
     if (l == NULL || s == INVALID_SOCKET) {
         if (s != INVALID_SOCKET)
@@ -401,10 +402,14 @@ int wsx_listener_recycle(wsx_listener *l, SOCKET s)
     wsx_op_begin(&r->op);
     r->op.port = l->port;
     l->pending++;
-    /* The socket is associated with the port (its stream's): a packet will come, unless the
-     * call fails at once or skip-on-success applies, which wsx__port_complete covers. */
+    /* The socket is associated with the port (its stream's), maybe in skip-on-success mode. A
+     * success at once queues a packet unless that mode is on, so set it to know: completing inline
+     * while a packet also comes would deliver twice and free the op under the second. */
+    skip = SetFileCompletionNotificationModes((HANDLE)s, FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
+                                                             FILE_SKIP_SET_EVENT_ON_HANDLE);
     if (ext->DisconnectEx(s, &r->op.ov, TF_REUSE_SOCKET, 0)) {
-        wsx__port_complete(&r->op, 0, 0, 0);
+        if (skip)
+            wsx__port_complete(&r->op, 0, 0, 0);
     } else if ((err = WSAGetLastError()) != WSA_IO_PENDING) {
         wsx__port_complete(&r->op, 0, 0, err);
     }
