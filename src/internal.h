@@ -29,6 +29,8 @@ struct wsx_port {
     struct wsx_stream *free_streams;
     struct wsx_stream *all_streams;
     volatile LONG live_streams;
+    SRWLOCK sweep_lock;
+    volatile LONG last_sweep; /* GetTickCount of the last sweep */
     volatile LONG64 dequeued, inline_done, requeued, stale_dropped;
 };
 
@@ -51,6 +53,8 @@ void wsx__sendq_advance(wsx__sendq *q, DWORD n);
 void wsx__sendq_clear(wsx__sendq *q);
 
 void wsx__stream_free_all(struct wsx_port *p);
+/* Park hot streams whose full read has waited park_ms or more (stream.c). */
+void wsx__stream_sweep(struct wsx_port *p, DWORD park_ms);
 
 /* Trace (trace.c). Callers test WSX_TRACING() first: one predictable branch when off. */
 extern volatile LONG wsx__trace_on;

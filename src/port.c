@@ -4,6 +4,10 @@
 #include <string.h>
 
 #define BATCH 64
+/* How often a port looks for idle hot streams, and how long a full read may wait before its
+ * stream is parked on a zero-byte read (stream.c, HOT_MS). */
+#define SWEEP_MS 250
+#define PARK_MS 500
 
 /* Inline completions wait here until the thread is back at a delivery boundary. */
 static WSX_TLS wsx_op *inline_head;
@@ -24,6 +28,8 @@ int wsx_port_create(wsx_port **out, const wsx_port_opts *opts)
         return WSAENOBUFS;
     p->inline_cap = opts && opts->inline_cap ? opts->inline_cap : 4;
     InitializeSRWLock(&p->streams_lock);
+    InitializeSRWLock(&p->sweep_lock);
+    p->last_sweep = (LONG)GetTickCount();
     err = wsx_buf_pool_create(&p->bufs, opts && opts->buffer_size ? opts->buffer_size : 65536,
                               opts ? opts->max_buffers : 0);
     if (err) {
@@ -156,12 +162,31 @@ static int port_batch(wsx_port *p, DWORD timeout)
     return stops ? WSAESHUTDOWN : 0;
 }
 
+/* One thread at a time sweeps, at most every SWEEP_MS. */
+static void maybe_sweep(wsx_port *p)
+{
+    DWORD now = GetTickCount();
+
+    if (now - (DWORD)p->last_sweep < SWEEP_MS || !TryAcquireSRWLockExclusive(&p->sweep_lock))
+        return;
+    if (now - (DWORD)p->last_sweep >= SWEEP_MS) {
+        p->last_sweep = (LONG)now;
+        wsx__stream_sweep(p, PARK_MS);
+    }
+    ReleaseSRWLockExclusive(&p->sweep_lock);
+}
+
 int wsx_port_poll(wsx_port *p, DWORD timeout_ms)
 {
+    int rc;
+
     if (p == NULL)
         return WSAEINVAL;
     wsx__port_flush();
-    return port_batch(p, timeout_ms);
+    rc = port_batch(p, timeout_ms);
+    if (!delivering)
+        maybe_sweep(p);
+    return rc;
 }
 
 static DWORD WINAPI worker_main(void *arg)
@@ -169,10 +194,13 @@ static DWORD WINAPI worker_main(void *arg)
     wsx_port *p = arg;
     int rc;
 
-    /* With INFINITE, GetQueuedCompletionStatusEx fails only when the port handle is gone. */
+    /* Waits are bounded so that the sweep runs on a quiet port too; GetQueuedCompletionStatusEx
+     * fails otherwise only when the port handle is gone. */
     do {
-        rc = port_batch(p, INFINITE);
-    } while (rc == 0);
+        rc = port_batch(p, SWEEP_MS);
+        if (rc == 0 || rc == WSAETIMEDOUT)
+            maybe_sweep(p);
+    } while (rc == 0 || rc == WSAETIMEDOUT);
     return 0;
 }
 

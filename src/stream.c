@@ -5,6 +5,27 @@
 #include <string.h>
 
 #define MAX_GATHER 16
+/* Adaptive reads (zero_byte_reads on): a stream starts cold, posting zero-byte reads that hold no
+ * buffer. Two reads in a row that find data within HOT_MS of their post make it hot: it then posts
+ * full reads, which save the non-blocking recv after each wakeup (three wineserver round trips per
+ * read under Wine). A hot stream whose read has been pending for PARK_MS is parked by the port's
+ * sweep: the read is cancelled, its buffer goes back to the pool, and the stream is cold again. */
+#define HOT_MS 50
+#define HOT_READS 2
+
+/* TransmitFile state, allocated on a stream's first wsx_stream_transmit_file (most never call it)
+ * and kept for the stream object's life. */
+typedef struct wsx__tf {
+    wsx_op op;
+    int req; /* requested and not completed yet */
+    HANDLE file;
+    ULONGLONG offset;
+    DWORD len;
+    wsx_buf *head, *tail;
+    wsx__sendq q_after; /* sends queued after the file wait here until it is done */
+} wsx__tf;
+
+#define TF_REQ(s) ((s)->tf && (s)->tf->req)
 
 struct wsx_stream {
     CRITICAL_SECTION lock;
@@ -13,24 +34,18 @@ struct wsx_stream {
     SOCKET sock;
     volatile LONG gen;
     unsigned long long id; /* connection id in the trace */
-    wsx_op rop, wop, top;
+    wsx_op rop, wop;
     unsigned streak;
     int pending;
+    DWORD read_at; /* GetTickCount when the read in flight was posted */
     /* In flight, as this stream sees it (under its lock). op.posted is cleared by the port before
      * the handler gets the lock, so the stream must not decide on it. */
     unsigned reading : 1, writing : 1, transmitting : 1;
     unsigned zero : 1, skip : 1, eof : 1, shut_req : 1, shut_done : 1, close_req : 1, closed : 1,
-        finished : 1, why_set : 1, throttled : 1;
+        finished : 1, why_set : 1, throttled : 1, hot : 2, parking : 1;
     wsx_buf *rbuf;
     wsx__sendq q;
-    /* TransmitFile: requested, and sends queued after it wait in q_after until it is done */
-    int tf_req;
-    HANDLE tf_file;
-    ULONGLONG tf_offset;
-    DWORD tf_len;
-    wsx_buf *tf_head, *tf_tail;
-    wsx__sendq q_after;
-    WSABUF wb[MAX_GATHER];
+    wsx__tf *tf;
     size_t max_queued, peak_queued;
     unsigned long long bytes_in, bytes_out;
     wsx_status why;
@@ -129,7 +144,8 @@ static wsx_stream *stream_alloc(wsx_port *p)
     } else {
         s = calloc(1, sizeof *s);
         if (s) {
-            InitializeCriticalSection(&s->lock);
+            /* No debug info: it would be one more heap block per connection. */
+            InitializeCriticalSectionEx(&s->lock, 0, CRITICAL_SECTION_NO_DEBUG_INFO);
             s->next_all = p->all_streams;
             p->all_streams = s;
         }
@@ -160,6 +176,7 @@ void wsx__stream_free_all(wsx_port *p)
         wsx_stream *s = p->all_streams;
         p->all_streams = s->next_all;
         DeleteCriticalSection(&s->lock);
+        free(s->tf);
         free(s);
     }
     p->free_streams = NULL;
@@ -181,7 +198,6 @@ static void s_leave(wsx_stream *s)
         wsx_buf_put(s->rbuf);
         s->rbuf = NULL;
         wsx__sendq_clear(&s->q);
-        wsx__sendq_clear(&s->q_after);
         tf_clear(s);
         if (!s->why_set) {
             memset(&s->why, 0, sizeof s->why);
@@ -235,7 +251,8 @@ static void drop_queue(wsx_stream *s)
 {
     if (!s->writing)
         wsx__sendq_clear(&s->q);
-    wsx__sendq_clear(&s->q_after);
+    if (s->tf)
+        wsx__sendq_clear(&s->tf->q_after);
 }
 
 static void fail(wsx_stream *s, const wsx_status *st)
@@ -280,7 +297,7 @@ static void read_next(wsx_stream *s)
         return;
     }
     s->throttled = 0;
-    if (s->zero) {
+    if (s->zero && s->hot < HOT_READS) {
         wb.buf = zero_byte;
         wb.len = 0;
     } else {
@@ -295,8 +312,10 @@ static void read_next(wsx_stream *s)
     if (wsx_op_begin(&s->rop) != 0)
         return;
     s->rop.port = s->port;
+    s->rop.is_read = s->rbuf != NULL; /* a zero-byte read's 0 bytes are not EOF */
     s->reading = 1;
     s->pending++;
+    s->read_at = GetTickCount();
     rc = WSARecv(s->sock, &wb, 1, &n, &flags, &s->rop.ov, NULL);
     if (WSX_TRACING())
         trace_post(s, "recv", rc, n, wb.len);
@@ -305,54 +324,58 @@ static void read_next(wsx_stream *s)
 
 static void transmit_next(wsx_stream *s)
 {
+    wsx__tf *t = s->tf;
     TRANSMIT_FILE_BUFFERS tb;
     const wsx_ext *ext;
+    DWORD all;
     int err;
 
-    if (wsx_ext_get(s->sock, &ext) != 0 || wsx_op_begin(&s->top) != 0)
+    if (wsx_ext_get(s->sock, &ext) != 0 || wsx_op_begin(&t->op) != 0)
         return;
-    s->top.port = s->port;
-    s->top.ov.Offset = (DWORD)s->tf_offset; /* TransmitFile reads the file from here */
-    s->top.ov.OffsetHigh = (DWORD)(s->tf_offset >> 32);
-    tb.Head = s->tf_head ? s->tf_head->data : NULL;
-    tb.HeadLength = s->tf_head ? s->tf_head->len : 0;
-    tb.Tail = s->tf_tail ? s->tf_tail->data : NULL;
-    tb.TailLength = s->tf_tail ? s->tf_tail->len : 0;
+    t->op.port = s->port;
+    t->op.ov.Offset = (DWORD)t->offset; /* TransmitFile reads the file from here */
+    t->op.ov.OffsetHigh = (DWORD)(t->offset >> 32);
+    tb.Head = t->head ? t->head->data : NULL;
+    tb.HeadLength = t->head ? t->head->len : 0;
+    tb.Tail = t->tail ? t->tail->data : NULL;
+    tb.TailLength = t->tail ? t->tail->len : 0;
+    all = tb.HeadLength + t->len + tb.TailLength;
     s->transmitting = 1;
     s->pending++;
     /* A TransmitFile that succeeds at once reports no count: it sent everything asked. */
-    err = ext->TransmitFile(s->sock, s->tf_file, s->tf_len, 0, &s->top.ov, &tb, 0) ? 0 : -1;
+    err = ext->TransmitFile(s->sock, t->file, t->len, 0, &t->op.ov, &tb, 0) ? 0 : -1;
     if (WSX_TRACING())
-        trace_post(s, "transmitfile", err, tb.HeadLength + s->tf_len + tb.TailLength,
-                   tb.HeadLength + s->tf_len + tb.TailLength);
+        trace_post(s, "transmitfile", err, all, all);
     if (err) {
         err = WSAGetLastError();
         if (err != WSA_IO_PENDING)
-            wsx__port_complete(&s->top, 0, 0, err);
+            wsx__port_complete(&t->op, 0, 0, err);
     } else if (s->skip) {
-        wsx__port_complete(&s->top, tb.HeadLength + s->tf_len + tb.TailLength, 0, 0);
+        wsx__port_complete(&t->op, all, 0, 0);
     }
 }
 
 static void write_next(wsx_stream *s)
 {
+    /* WSASend captures the WSABUF array before it returns, even when it pends: it may live here. */
+    WSABUF wb[MAX_GATHER];
     DWORD total = 0, n = 0;
     int count, rc;
 
     if (s->writing || s->transmitting || s->closed)
         return;
     if (s->q.head == NULL) {
-        if (s->tf_req)
+        if (TF_REQ(s))
             transmit_next(s);
         return;
     }
-    count = wsx__sendq_gather(&s->q, s->wb, MAX_GATHER, &total);
+    count = wsx__sendq_gather(&s->q, wb, MAX_GATHER, &total);
     if (count == 0 || wsx_op_begin(&s->wop) != 0)
         return;
     s->wop.port = s->port;
     s->writing = 1;
     s->pending++;
-    rc = WSASend(s->sock, s->wb, (DWORD)count, &n, 0, &s->wop.ov, NULL);
+    rc = WSASend(s->sock, wb, (DWORD)count, &n, 0, &s->wop.ov, NULL);
     if (WSX_TRACING())
         trace_post(s, "send", rc, n, total);
     posted(s, &s->wop, rc, n);
@@ -361,7 +384,7 @@ static void write_next(wsx_stream *s)
 /* Half-close once the queue is out; close once both directions are done or a close was asked. */
 static void check_done(wsx_stream *s)
 {
-    if (s->closed || s->q.head || s->writing || s->tf_req)
+    if (s->closed || s->q.head || s->writing || TF_REQ(s))
         return;
     if (s->shut_req && !s->shut_done) {
         int rc = shutdown(s->sock, SD_SEND);
@@ -454,35 +477,81 @@ static void take_ready_data(wsx_stream *s)
     }
 }
 
+/* Heat (see HOT_MS): a read that found data soon after its post counts towards a full read. */
+static void note_heat(wsx_stream *s, const wsx_op *op)
+{
+    if (op->completed_inline || GetTickCount() - s->read_at <= HOT_MS) {
+        if (s->hot < HOT_READS)
+            s->hot++;
+    } else if (s->hot < HOT_READS) {
+        s->hot = 0; /* not two in a row; a hot stream cools only by being parked */
+    }
+}
+
 static void on_recv(wsx_op *op, const wsx_status *st)
 {
     wsx_stream *s = op->owner;
     wsx_status r;
     wsx_buf *b;
+    int parked;
 
     s_enter(s);
     r = classify(s, op, st);
     b = s->rbuf;
     s->rbuf = NULL;
-    if (s->closed || (s->close_req && r.wsa != 0)) {
+    /* Our sweep's cancel took the read back: not an error, the stream reads on, cold. A read that
+     * completed before the cancel reached it is delivered as usual. */
+    parked = s->parking && r.wsa == WSA_OPERATION_ABORTED && !s->closed && !s->close_req;
+    s->parking = 0;
+    if (parked) {
+        wsx_buf_put(b);
+        s->hot = 0;
+    } else if (s->closed || (s->close_req && r.wsa != 0)) {
         wsx_buf_put(b);
     } else if (r.wsa != 0) {
         wsx_buf_put(b);
         fail(s, &r);
     } else if (s->close_req) {
         wsx_buf_put(b); /* closing: what still arrives is not delivered */
-    } else if (s->zero) {
+    } else if (b == NULL) {
+        note_heat(s, op);
         take_ready_data(s);
     } else if (r.bytes == 0) {
         wsx_buf_put(b);
         got_eof(s);
     } else {
+        note_heat(s, op);
         b->len = r.bytes;
         got_data(s, b);
     }
     read_next(s);
     check_done(s);
     s_leave(s);
+}
+
+/* Park the hot streams of port p whose read has waited park_ms or more (see HOT_MS). Streams are
+ * never freed while their port lives, so the list can be walked; a busy stream is skipped. */
+void wsx__stream_sweep(wsx_port *p, DWORD park_ms)
+{
+    DWORD now = GetTickCount();
+    wsx_stream *s;
+
+    AcquireSRWLockShared(&p->streams_lock);
+    s = p->all_streams;
+    ReleaseSRWLockShared(&p->streams_lock);
+    for (; s; s = s->next_all) {
+        if (!TryEnterCriticalSection(&s->lock))
+            continue;
+        if (s->zero && s->reading && s->rbuf && !s->parking && !s->closed && !s->close_req &&
+            now - s->read_at >= park_ms) {
+            s->parking = 1;
+            if (WSX_TRACING())
+                wsx__trace_event(s->id, s->gen, "recv", "park", 0, NULL, NULL, 0, NULL);
+            if (!CancelIoEx((HANDLE)s->sock, &s->rop.ov))
+                s->parking = 0; /* it has completed already: its completion is on its way */
+        }
+        LeaveCriticalSection(&s->lock);
+    }
 }
 
 static void on_send(wsx_op *op, const wsx_status *st)
@@ -509,10 +578,12 @@ static void on_send(wsx_op *op, const wsx_status *st)
 
 static void tf_clear(wsx_stream *s)
 {
-    wsx_buf_put(s->tf_head);
-    wsx_buf_put(s->tf_tail);
-    s->tf_head = s->tf_tail = NULL;
-    s->tf_req = 0;
+    if (s->tf == NULL)
+        return;
+    wsx_buf_put(s->tf->head);
+    wsx_buf_put(s->tf->tail);
+    s->tf->head = s->tf->tail = NULL;
+    s->tf->req = 0;
 }
 
 static void on_transmit(wsx_op *op, const wsx_status *st)
@@ -524,14 +595,15 @@ static void on_transmit(wsx_op *op, const wsx_status *st)
     r = classify(s, op, st);
     tf_clear(s);
     /* What was queued behind the file goes next. */
-    if (s->q_after.head) {
+    if (s->tf->q_after.head) {
+        wsx__sendq *qa = &s->tf->q_after;
         if (s->q.tail)
-            s->q.tail->next = s->q_after.head;
+            s->q.tail->next = qa->head;
         else
-            s->q.head = s->q_after.head;
-        s->q.tail = s->q_after.tail;
-        s->q.queued += s->q_after.queued;
-        memset(&s->q_after, 0, sizeof s->q_after);
+            s->q.head = qa->head;
+        s->q.tail = qa->tail;
+        s->q.queued += qa->queued;
+        memset(qa, 0, sizeof *qa);
     }
     if (!s->closed) {
         if (r.wsa != 0) {
@@ -602,13 +674,12 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     s->zero = opts && opts->zero_byte_reads;
     s->skip = skip != 0;
     s->eof = s->shut_req = s->shut_done = s->close_req = s->closed = 0;
+    s->hot = s->parking = 0;
     s->reading = s->writing = s->transmitting = 0;
     s->finished = s->why_set = s->throttled = 0;
     s->rbuf = NULL;
     memset(&s->q, 0, sizeof s->q);
-    memset(&s->q_after, 0, sizeof s->q_after);
-    s->tf_req = 0;
-    s->tf_head = s->tf_tail = NULL;
+    tf_clear(s); /* kept by a reused stream object, empty since its last stream finished */
     s->max_queued =
         opts && opts->max_queued ? opts->max_queued : 4 * (size_t)wsx_buf_pool_size(port->bufs);
     if (s->max_queued < wsx_buf_pool_size(port->bufs))
@@ -621,8 +692,6 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     wsx_op_init(&s->wop, WSX_OP_SEND, on_send, s, &s->gen);
     s->rop.streak = &s->streak;
     s->wop.streak = &s->streak;
-    wsx_op_init(&s->top, WSX_OP_TRANSMITFILE, on_transmit, s, &s->gen);
-    s->rop.is_read = !s->zero; /* a zero-byte read's 0 bytes are not EOF */
     *out = s;
     if (len > 0) {
         wsx_buf *b = wsx_buf_get(port->bufs);
@@ -660,7 +729,7 @@ int wsx_stream_send_buf(wsx_stream *s, wsx_buf *b)
     } else if (b->len == b->off) {
         wsx_buf_put(b);
     } else {
-        wsx__sendq_push(s->tf_req ? &s->q_after : &s->q, b);
+        wsx__sendq_push(TF_REQ(s) ? &s->tf->q_after : &s->q, b);
         track_peak(s);
         write_next(s);
     }
@@ -696,7 +765,7 @@ int wsx_stream_send(wsx_stream *s, const void *data, size_t len)
         wsx__sendq_clear(&chunks);
         err = WSAESHUTDOWN;
     } else if (chunks.head) {
-        wsx__sendq *q = s->tf_req ? &s->q_after : &s->q;
+        wsx__sendq *q = TF_REQ(s) ? &s->tf->q_after : &s->q;
         if (q->tail)
             q->tail->next = chunks.head;
         else
@@ -740,19 +809,24 @@ int wsx_stream_transmit_file(wsx_stream *s, HANDLE file, ULONGLONG offset, DWORD
     s_enter(s);
     if (!can_send(s)) {
         err = WSAESHUTDOWN;
-    } else if (s->tf_req) {
+    } else if (TF_REQ(s)) {
         err = WSAEALREADY;
+    } else if (s->tf == NULL && (s->tf = calloc(1, sizeof *s->tf)) == NULL) {
+        err = WSAENOBUFS;
     } else {
-        s->tf_head = copy_to_buf(s->port, head, head_len);
-        s->tf_tail = copy_to_buf(s->port, tail, tail_len);
-        if ((head_len && !s->tf_head) || (tail_len && !s->tf_tail)) {
+        wsx__tf *t = s->tf;
+        if (t->op.fn == NULL)
+            wsx_op_init(&t->op, WSX_OP_TRANSMITFILE, on_transmit, s, &s->gen);
+        t->head = copy_to_buf(s->port, head, head_len);
+        t->tail = copy_to_buf(s->port, tail, tail_len);
+        if ((head_len && !t->head) || (tail_len && !t->tail)) {
             tf_clear(s);
             err = WSAENOBUFS;
         } else {
-            s->tf_req = 1;
-            s->tf_file = file;
-            s->tf_offset = offset;
-            s->tf_len = len;
+            t->req = 1;
+            t->file = file;
+            t->offset = offset;
+            t->len = len;
             write_next(s);
         }
     }

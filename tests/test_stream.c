@@ -530,6 +530,45 @@ Test(stream, idle_connections_full_reads)
     idle_run(0, 500);
 }
 
+/* zero_byte_reads on: a chatty connection earns a full read (one buffer held), and gives it back
+ * half a second after it goes quiet (the port's sweep parks it on a zero-byte read). */
+Test(stream, busy_stream_earns_a_buffer_and_parks_it_when_idle)
+{
+    wsx_port *p = port_with_workers(1);
+    wsx_stream_opts o = {0, 1, 1, 0};
+    wsx_buf_pool *pool = wsx_port_buffers(p);
+    ctx c;
+    SOCKET cli;
+    char b[5];
+    wsx_port_stats ps;
+
+    ctx_init(&c);
+    cli = open_pair(p, &c, &o);
+    Sleep(100);
+    cr_assert_eq(wsx_buf_pool_outstanding(pool), 0, "a new stream waits on a zero-byte read");
+    for (int i = 0; i < 5; i++) {
+        cr_assert_eq(send(cli, "hello", 5, 0), 5);
+        t_recv_all(cli, b, 5);
+        cr_assert_eq(memcmp(b, "hello", 5), 0);
+    }
+    Sleep(50);
+    cr_assert_eq(wsx_buf_pool_outstanding(pool), 1, "quick reads in a row: a full read is posted");
+    Sleep(1500);
+    cr_assert_eq(wsx_buf_pool_outstanding(pool), 0, "idle 1.5 s: parked, its buffer is back");
+    cr_assert_eq(c.completions[WSX_OP_RECV][WSX_KIND_ABORTED], 1, "the one parked read");
+    /* parked is not closed: it still echoes, byte-exact, and ends normally */
+    cr_assert_eq(send(cli, "world", 5, 0), 5);
+    t_recv_all(cli, b, 5);
+    cr_assert_eq(memcmp(b, "world", 5), 0);
+    cr_assert_eq(shutdown(cli, SD_SEND), 0);
+    wait_closed(&c, 5000);
+    cr_assert_eq(c.why.kind, WSX_KIND_EOF);
+    wsx_port_get_stats(p, &ps);
+    cr_assert_eq(ps.stale_dropped, 0);
+    closesocket(cli);
+    finish(p);
+}
+
 Test(stream, bad_arguments)
 {
     wsx_port *p = port_with_workers(1);
