@@ -3,7 +3,11 @@
  *
  * Listeners keep AcceptEx posted (initial-data accepts, with the connect-no-send reaper); every
  * accepted connection becomes a stream that sends back what it reads, through a bounded queue.
- * Worker threads run the completion port; the main thread handles timers (idle connections,
+ * Each worker thread runs a completion port of its own and new connections are spread over them
+ * (one port per thread, as with one io_context per thread in Asio): a connection's I/O is then
+ * posted and completed on one thread. Under Wine this matters most: a socket's overlapped
+ * operation is carried out by the thread that posted it (an APC), so with one port shared by all
+ * workers each completion woke two threads. The main thread handles timers (idle connections,
  * periodic stats, --stop-after) and the orderly stop on Ctrl-C. */
 #include "wsx/wsx.h"
 
@@ -50,7 +54,8 @@ typedef struct totals {
 
 static config cfg;
 static totals tot;
-static wsx_port *port;
+static wsx_port *ports[64]; /* one per worker thread */
+static volatile LONG next_port;
 static wsx_listener *listeners[MAX_LISTENERS];
 static wsx_listener_stats lstats[MAX_LISTENERS]; /* taken when the listener closes */
 static int nlisteners;
@@ -298,7 +303,8 @@ static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
     conn *c;
     LONG live, peak;
 
-    (void)user;
+    wsx_port *port = user; /* the listener's: a recycled socket stays associated with it */
+
     if (a->eof) { /* the client sent FIN before any data: nothing to echo */
         closesocket(a->s);
         InterlockedIncrement64(&tot.accepted);
@@ -340,6 +346,8 @@ static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
     o.zero_byte_reads = cfg.zero;
     o.skip_on_success = cfg.skip;
     o.associated = a->reused; /* a recycled socket kept its association with the port */
+    if (!a->reused)
+        port = ports[(ULONG)InterlockedIncrement(&next_port) % (ULONG)cfg.threads];
     /* Callbacks, on_close included, may run on other threads before this returns. */
     if (wsx_stream_open(port, a->s, &o, cfg.reuse ? &reuse_callbacks : &echo_callbacks, c, a->data,
                         a->len, &s) != 0) {
@@ -444,9 +452,11 @@ int main(int argc, char **argv)
     }
     memset(&po, 0, sizeof po);
     po.buffer_size = cfg.buffer_size;
-    err = wsx_port_create(&port, &po);
-    if (err == 0)
-        err = wsx_port_start(port, cfg.threads);
+    for (int i = 0; i < cfg.threads && err == 0; i++) {
+        err = wsx_port_create(&ports[i], &po);
+        if (err == 0)
+            err = wsx_port_start(ports[i], 1);
+    }
     if (err != 0) {
         fprintf(stderr, "wsx-echo: cannot start the completion port: %s\n", wsx_strerror(err));
         return 1;
@@ -459,9 +469,10 @@ int main(int argc, char **argv)
     for (int i = 0; i < cfg.nlisten; i++) {
         wsx_sockaddr addr, bound;
         char text[WSX_ADDRSTRLEN];
+        wsx_port *lp = ports[i % cfg.threads];
 
         wsx_addr_parse(cfg.listen[i], &addr);
-        err = wsx_listener_open(port, &addr, &lo, on_accept, NULL, &listeners[i]);
+        err = wsx_listener_open(lp, &addr, &lo, on_accept, lp, &listeners[i]);
         if (err != 0) {
             const char *name = wsx_error_name(err);
             fprintf(stderr, "wsx-echo: cannot listen on %s: %s (%s)\n", cfg.listen[i],
@@ -508,7 +519,8 @@ int main(int argc, char **argv)
             wait_until_idle(3000);
         }
     }
-    wsx_port_stop(port); /* joins the workers */
+    for (int i = 0; i < cfg.threads; i++)
+        wsx_port_stop(ports[i]); /* joins the worker */
     print_stats("final");
     wsx_trace_close();
     WSACleanup();
