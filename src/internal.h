@@ -22,6 +22,7 @@ struct wsx_port {
     DWORD thread_ids[WSX_MAX_WORKERS];
     int nthreads;
     unsigned inline_cap;
+    ULONG batch; /* entries asked of one GetQueuedCompletionStatusEx */
     wsx_buf_pool *bufs;
     /* Streams are recycled, never freed while the port lives: a late completion can always read
      * its owner's generation. */
@@ -65,6 +66,9 @@ void wsx__trace_event(unsigned long long conn, LONG gen, const char *op, const c
 /* The phase of a post from the call's result: sync-ok, pending or sync-error (with *st). */
 const char *wsx__trace_post_phase(int rc, int err, wsx_status *st);
 void wsx__trace_from_env(void);
+
+/* Running under Wine (ntdll exports wine_get_version): for the few costs that differ. */
+int wsx__on_wine(void);
 
 /* Deliver this thread's inline completions, unless a delivery is already running on it. */
 void wsx__port_flush(void);

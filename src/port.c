@@ -14,6 +14,17 @@ static WSX_TLS wsx_op *inline_head;
 static WSX_TLS wsx_op *inline_tail;
 static WSX_TLS int delivering;
 
+int wsx__on_wine(void)
+{
+    static volatile LONG known; /* 0: not asked yet, 1: Windows, 2: Wine */
+
+    if (known == 0) {
+        HMODULE nt = GetModuleHandleW(L"ntdll.dll");
+        InterlockedExchange(&known, nt && GetProcAddress(nt, "wine_get_version") ? 2 : 1);
+    }
+    return known == 2;
+}
+
 int wsx_port_create(wsx_port **out, const wsx_port_opts *opts)
 {
     wsx_port *p;
@@ -27,6 +38,9 @@ int wsx_port_create(wsx_port **out, const wsx_port_opts *opts)
     if (p == NULL)
         return WSAENOBUFS;
     p->inline_cap = opts && opts->inline_cap ? opts->inline_cap : 4;
+    p->batch = opts && opts->batch ? opts->batch : wsx__on_wine() ? 1 : BATCH;
+    if (p->batch > BATCH)
+        p->batch = BATCH;
     InitializeSRWLock(&p->streams_lock);
     InitializeSRWLock(&p->sweep_lock);
     p->last_sweep = (LONG)GetTickCount();
@@ -140,7 +154,7 @@ static int port_batch(wsx_port *p, DWORD timeout)
     int stops = 0;
     int outer = !delivering;
 
-    if (!GetQueuedCompletionStatusEx(p->iocp, e, BATCH, &n, timeout, FALSE)) {
+    if (!GetQueuedCompletionStatusEx(p->iocp, e, p->batch, &n, timeout, FALSE)) {
         DWORD err = GetLastError();
         return err == WAIT_TIMEOUT ? WSAETIMEDOUT : wsx_error_from_win32(err);
     }

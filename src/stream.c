@@ -42,7 +42,7 @@ struct wsx_stream {
      * the handler gets the lock, so the stream must not decide on it. */
     unsigned reading : 1, writing : 1, transmitting : 1;
     unsigned zero : 1, skip : 1, eof : 1, shut_req : 1, shut_done : 1, close_req : 1, closed : 1,
-        finished : 1, why_set : 1, throttled : 1, hot : 2, parking : 1;
+        finished : 1, why_set : 1, throttled : 1, hot : 2, parking : 1, woken : 1, after_wake : 1;
     wsx_buf *rbuf;
     wsx__sendq q;
     wsx__tf *tf;
@@ -297,7 +297,9 @@ static void read_next(wsx_stream *s)
         return;
     }
     s->throttled = 0;
-    if (s->zero && s->hot < HOT_READS) {
+    s->after_wake = s->woken;
+    s->woken = 0;
+    if (s->zero && s->hot < HOT_READS && !s->after_wake) {
         wb.buf = zero_byte;
         wb.len = 0;
     } else {
@@ -386,6 +388,12 @@ static void check_done(wsx_stream *s)
 {
     if (s->closed || s->q.head || s->writing || TF_REQ(s))
         return;
+    if (s->shut_req && !s->shut_done && s->eof && !s->cb.on_release) {
+        /* The peer is done and so are we: closesocket sends the FIN, a shutdown first would only
+         * cost a call (two wineserver round trips under Wine). */
+        close_socket(s, 0);
+        return;
+    }
     if (s->shut_req && !s->shut_done) {
         int rc = shutdown(s->sock, SD_SEND);
         if (WSX_TRACING()) {
@@ -450,33 +458,6 @@ static wsx_status classify(wsx_stream *s, wsx_op *op, const wsx_status *st)
     return r;
 }
 
-/* A zero-byte read completed: data (or FIN) is waiting; take it without blocking. One buffer per
- * wakeup: reading on while data keeps coming starved the other connections (bench: stream x100). */
-static void take_ready_data(wsx_stream *s)
-{
-    wsx_buf *b = wsx_buf_get(s->port->bufs);
-    int n;
-
-    if (b == NULL) {
-        fail_wsa(s, WSAENOBUFS);
-        return;
-    }
-    n = recv(s->sock, b->data, (int)b->cap, 0);
-    if (n > 0) {
-        b->len = (DWORD)n;
-        got_data(s, b);
-        return;
-    }
-    wsx_buf_put(b);
-    if (n == 0) {
-        got_eof(s);
-    } else {
-        int err = WSAGetLastError();
-        if (err != WSAEWOULDBLOCK)
-            fail_wsa(s, err);
-    }
-}
-
 /* Heat (see HOT_MS): a read that found data soon after its post counts towards a full read. */
 static void note_heat(wsx_stream *s, const wsx_op *op)
 {
@@ -514,13 +495,17 @@ static void on_recv(wsx_op *op, const wsx_status *st)
     } else if (s->close_req) {
         wsx_buf_put(b); /* closing: what still arrives is not delivered */
     } else if (b == NULL) {
+        /* A zero-byte read completed: data (or FIN) is there. The full read posted next takes it
+         * (it completes at once; with skip-on-success, inline), one buffer per wakeup: reading on
+         * while data kept coming starved the other connections (bench: stream x100). */
         note_heat(s, op);
-        take_ready_data(s);
+        s->woken = 1;
     } else if (r.bytes == 0) {
         wsx_buf_put(b);
         got_eof(s);
     } else {
-        note_heat(s, op);
+        if (!s->after_wake)
+            note_heat(s, op); /* the read that follows a wakeup is part of that wakeup */
         b->len = r.bytes;
         got_data(s, b);
     }
@@ -651,11 +636,6 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     } else {
         err = wsx_port_associate(port, sock, opts && opts->skip_on_success, &skip);
     }
-    if (err == 0 && opts && opts->zero_byte_reads) {
-        u_long on = 1; /* the read after a zero-byte completion must not block */
-        if (ioctlsocket(sock, FIONBIO, &on) != 0)
-            err = WSAGetLastError();
-    }
     if (err) {
         closesocket(sock);
         AcquireSRWLockExclusive(&port->streams_lock);
@@ -674,7 +654,7 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     s->zero = opts && opts->zero_byte_reads;
     s->skip = skip != 0;
     s->eof = s->shut_req = s->shut_done = s->close_req = s->closed = 0;
-    s->hot = s->parking = 0;
+    s->hot = s->parking = s->woken = s->after_wake = 0;
     s->reading = s->writing = s->transmitting = 0;
     s->finished = s->why_set = s->throttled = 0;
     s->rbuf = NULL;

@@ -20,7 +20,7 @@ static void count_fn(wsx_op *op, const wsx_status *st)
 static wsx_port *new_port(unsigned inline_cap)
 {
     wsx_port *p = NULL;
-    wsx_port_opts o = {inline_cap, 4096, 0};
+    wsx_port_opts o = {inline_cap, 4096, 0, 0};
     cr_assert_eq(wsx_port_create(&p, &o), 0);
     return p;
 }

@@ -27,6 +27,10 @@ typedef struct wsx_port_opts {
     unsigned inline_cap; /* inline completions in a row per owner before a requeue; 0 = 4 */
     DWORD buffer_size;   /* size of the port's buffer pool (streams read into it); 0 = 65536 */
     size_t max_buffers;  /* bound of that pool; 0 = no bound */
+    /* Entries asked of one GetQueuedCompletionStatusEx (1..64); 0 = 64 on Windows, 1 under Wine:
+     * Wine takes each entry with its own wineserver round trip and one more to find the queue
+     * empty, so a batch only adds a call there. */
+    unsigned batch;
 } wsx_port_opts;
 
 typedef struct wsx_port_stats {
