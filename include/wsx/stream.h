@@ -1,8 +1,11 @@
 /* Streams: one connected TCP socket on a port — reads, a bounded send queue, and every way a
  * connection ends.
  *
- * - Reads: one recv in flight. With zero_byte_reads, the posted recv has no buffer (an idle
- *   connection then holds none) and the data is taken with a non-blocking recv once it is there.
+ * - Reads: one recv in flight. With zero_byte_reads, reads are adaptive: a stream starts on
+ *   zero-byte reads (an idle connection holds no buffer; a full read takes the data once it is
+ *   there), turns to full reads after two reads in a row found data within 50 ms, and is parked
+ *   back on zero-byte reads when a read has waited 500 ms (the port cancels it: on_complete then
+ *   sees one recv aborted-locally, which is not an error and does not end the stream).
  * - Sends: queued in order; one WSASend in flight gathers up to 16 queued buffers. A completion for
  *   fewer bytes than posted re-posts the rest first (partial-send continuation).
  * - Backpressure: no recv is posted while queued bytes + one buffer would exceed max_queued, so a
