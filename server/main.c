@@ -55,6 +55,7 @@ typedef struct totals {
 static config cfg;
 static totals tot;
 static wsx_port *ports[64]; /* one per worker thread */
+static int nports;
 static volatile LONG next_port;
 static wsx_listener *listeners[MAX_LISTENERS];
 static wsx_listener_stats lstats[MAX_LISTENERS]; /* taken when the listener closes */
@@ -148,6 +149,8 @@ static void parse_args(int argc, char **argv)
 
     GetSystemInfo(&si);
     cfg.threads = si.dwNumberOfProcessors > 64 ? 64 : (int)si.dwNumberOfProcessors;
+    if (cfg.threads < 1)
+        cfg.threads = 1;
     cfg.accepts = 16;
     cfg.initial = 4096;
     cfg.accept_timeout = 10;
@@ -347,7 +350,7 @@ static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
     o.skip_on_success = cfg.skip;
     o.associated = a->reused; /* a recycled socket kept its association with the port */
     if (!a->reused)
-        port = ports[(ULONG)InterlockedIncrement(&next_port) % (ULONG)cfg.threads];
+        port = ports[(ULONG)InterlockedIncrement(&next_port) % (ULONG)nports];
     /* Callbacks, on_close included, may run on other threads before this returns. */
     if (wsx_stream_open(port, a->s, &o, cfg.reuse ? &reuse_callbacks : &echo_callbacks, c, a->data,
                         a->len, &s) != 0) {
@@ -452,12 +455,12 @@ int main(int argc, char **argv)
     }
     memset(&po, 0, sizeof po);
     po.buffer_size = cfg.buffer_size;
-    for (int i = 0; i < cfg.threads && err == 0; i++) {
-        err = wsx_port_create(&ports[i], &po);
+    for (nports = 0; nports < cfg.threads && err == 0; nports++) {
+        err = wsx_port_create(&ports[nports], &po);
         if (err == 0)
-            err = wsx_port_start(ports[i], 1);
+            err = wsx_port_start(ports[nports], 1);
     }
-    if (err != 0) {
+    if (err != 0 || nports == 0) {
         fprintf(stderr, "wsx-echo: cannot start the completion port: %s\n", wsx_strerror(err));
         return 1;
     }
@@ -469,7 +472,7 @@ int main(int argc, char **argv)
     for (int i = 0; i < cfg.nlisten; i++) {
         wsx_sockaddr addr, bound;
         char text[WSX_ADDRSTRLEN];
-        wsx_port *lp = ports[i % cfg.threads];
+        wsx_port *lp = ports[i % nports];
 
         wsx_addr_parse(cfg.listen[i], &addr);
         err = wsx_listener_open(lp, &addr, &lo, on_accept, lp, &listeners[i]);
@@ -519,7 +522,7 @@ int main(int argc, char **argv)
             wait_until_idle(3000);
         }
     }
-    for (int i = 0; i < cfg.threads; i++)
+    for (int i = 0; i < nports; i++)
         wsx_port_stop(ports[i]); /* joins the worker */
     print_stats("final");
     wsx_trace_close();
