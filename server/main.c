@@ -36,15 +36,6 @@ typedef struct config {
     int reuse;
 } config;
 
-/* One connection. Two references: the accept path's and the stream's (dropped in on_close). */
-typedef struct conn {
-    struct conn *prev, *next;
-    wsx_listener *listener; /* where its socket goes back with --reuse on */
-    wsx_stream_ref ref;
-    volatile LONG last; /* GetTickCount of the last data */
-    volatile LONG refs;
-} conn;
-
 typedef struct totals {
     volatile LONG64 accepted, refused, bytes_in, bytes_out;
     volatile LONG64 closed[WSX_KIND_OTHER + 1];
@@ -60,8 +51,6 @@ static volatile LONG next_port;
 static wsx_listener *listeners[MAX_LISTENERS];
 static wsx_listener_stats lstats[MAX_LISTENERS]; /* taken when the listener closes */
 static int nlisteners;
-static SRWLOCK conns_lock = SRWLOCK_INIT;
-static conn *conns;
 static HANDLE stop_event;
 /* Held shared while giving a socket back to a listener, exclusive while closing the listeners. */
 static SRWLOCK listeners_lock = SRWLOCK_INIT;
@@ -239,38 +228,17 @@ static void parse_args(int argc, char **argv)
         die_usage("must be at least --buffer-size", "--max-queued", NULL);
 }
 
-static void conn_unref(conn *c)
-{
-    if (InterlockedDecrement(&c->refs) == 0)
-        free(c);
-}
-
-/* Off the list and out of the live count. */
-static void conn_unlink(conn *c)
-{
-    AcquireSRWLockExclusive(&conns_lock);
-    if (c->prev)
-        c->prev->next = c->next;
-    else
-        conns = c->next;
-    if (c->next)
-        c->next->prev = c->prev;
-    ReleaseSRWLockExclusive(&conns_lock);
-    InterlockedDecrement(&tot.live);
-}
-
+/* A connection is its stream alone (its user pointer is its listener): wsx keeps the streams of a
+ * port and closes the idle ones for us (wsx_port_close_streams), so a record of our own per
+ * connection would only cost memory. */
 static void on_data(wsx_stream *s, wsx_buf *b)
 {
-    conn *c = wsx_stream_user(s);
-
-    InterlockedExchange(&c->last, (LONG)GetTickCount());
     InterlockedExchangeAdd64(&tot.bytes_in, b->len - b->off);
     wsx_stream_send_buf(s, b); /* the echo: the buffer itself goes back, no copy */
 }
 
 static void on_close(wsx_stream *s, const wsx_status *why)
 {
-    conn *c = wsx_stream_user(s);
     wsx_stream_info info;
 
     wsx_stream_get_info(s, &info);
@@ -279,18 +247,15 @@ static void on_close(wsx_stream *s, const wsx_status *why)
         if (InterlockedCompareExchange64(&tot.peak_queued, (LONG64)info.peak_queued, q) == q)
             break;
     InterlockedIncrement64(&tot.closed[why->kind]);
-    conn_unlink(c);
-    conn_unref(c);
+    InterlockedDecrement(&tot.live);
 }
 
 /* --reuse on: an orderly end gives the socket back to its listener for a later accept. */
 static void on_release(wsx_stream *s, SOCKET sock)
 {
-    conn *c = wsx_stream_user(s);
-
     AcquireSRWLockShared(&listeners_lock);
     if (!listeners_closed)
-        wsx_listener_recycle(c->listener, sock);
+        wsx_listener_recycle(wsx_stream_user(s), sock);
     else
         closesocket(sock);
     ReleaseSRWLockShared(&listeners_lock);
@@ -303,9 +268,7 @@ static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
 {
     wsx_stream_opts o;
     wsx_stream *s;
-    conn *c;
     LONG live, peak;
-
     wsx_port *port = user; /* the listener's: a recycled socket stays associated with it */
 
     if (a->eof) { /* the client sent FIN before any data: nothing to echo */
@@ -327,23 +290,6 @@ static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
     InterlockedIncrement64(&tot.accepted);
     while ((peak = tot.peak) < live && InterlockedCompareExchange(&tot.peak, live, peak) != peak)
         ;
-    c = calloc(1, sizeof *c);
-    if (c == NULL) {
-        InterlockedDecrement(&tot.live);
-        InterlockedIncrement64(&tot.closed[WSX_KIND_OTHER]);
-        closesocket(a->s);
-        return;
-    }
-    c->refs = 2;
-    c->listener = l;
-    c->last = (LONG)GetTickCount();
-    AcquireSRWLockExclusive(&conns_lock);
-    c->next = conns;
-    if (conns)
-        conns->prev = c;
-    conns = c;
-    ReleaseSRWLockExclusive(&conns_lock);
-
     memset(&o, 0, sizeof o);
     o.max_queued = cfg.max_queued;
     o.zero_byte_reads = cfg.zero;
@@ -352,39 +298,18 @@ static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
     if (!a->reused)
         port = ports[(ULONG)InterlockedIncrement(&next_port) % (ULONG)nports];
     /* Callbacks, on_close included, may run on other threads before this returns. */
-    if (wsx_stream_open(port, a->s, &o, cfg.reuse ? &reuse_callbacks : &echo_callbacks, c, a->data,
+    if (wsx_stream_open(port, a->s, &o, cfg.reuse ? &reuse_callbacks : &echo_callbacks, l, a->data,
                         a->len, &s) != 0) {
-        conn_unlink(c);
+        InterlockedDecrement(&tot.live);
         InterlockedIncrement64(&tot.closed[WSX_KIND_OTHER]);
-        free(c);
-        return;
     }
-    AcquireSRWLockExclusive(&conns_lock);
-    c->ref = wsx_stream_get_ref(s);
-    ReleaseSRWLockExclusive(&conns_lock);
-    conn_unref(c);
 }
 
-/* Close the connections matching `idle_ms` (0: all) with `how`; returns how many were asked. */
-static int close_conns(DWORD idle_ms, wsx_close_how how)
+/* Close the connections idle for idle_ms (0: all) with `how`, on every port. */
+static void close_conns(DWORD idle_ms, wsx_close_how how)
 {
-    wsx_stream_ref *refs = NULL;
-    int n = 0, cap = 0, asked = 0;
-    DWORD now = GetTickCount();
-
-    AcquireSRWLockShared(&conns_lock);
-    for (conn *c = conns; c; c = c->next)
-        cap++;
-    refs = cap ? malloc((size_t)cap * sizeof *refs) : NULL;
-    for (conn *c = conns; c && refs && n < cap; c = c->next)
-        if (c->ref.s && (idle_ms == 0 || now - (DWORD)c->last >= idle_ms))
-            refs[n++] = c->ref;
-    ReleaseSRWLockShared(&conns_lock);
-    /* Outside the list lock: a stream's on_close takes it while holding the stream's lock. */
-    for (int i = 0; i < n; i++)
-        asked += wsx_stream_ref_close(refs[i], how) == 0;
-    free(refs);
-    return asked;
+    for (int i = 0; i < nports; i++)
+        wsx_port_close_streams(ports[i], idle_ms, how);
 }
 
 static void print_stats(const char *label)

@@ -37,7 +37,8 @@ struct wsx_stream {
     wsx_op rop, wop;
     unsigned streak;
     int pending;
-    DWORD read_at; /* GetTickCount when the read in flight was posted */
+    DWORD read_at;   /* GetTickCount when the read in flight was posted */
+    DWORD last_data; /* GetTickCount of the last data received (or of the open) */
     /* In flight, as this stream sees it (under its lock). op.posted is cleared by the port before
      * the handler gets the lock, so the stream must not decide on it. */
     unsigned reading : 1, writing : 1, transmitting : 1;
@@ -429,6 +430,7 @@ static void got_eof(wsx_stream *s)
 
 static void got_data(wsx_stream *s, wsx_buf *b)
 {
+    s->last_data = GetTickCount();
     s->bytes_in += b->len - b->off;
     s->cb.on_data(s, b);
 }
@@ -655,6 +657,7 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     s->skip = skip != 0;
     s->eof = s->shut_req = s->shut_done = s->close_req = s->closed = 0;
     s->hot = s->parking = s->woken = s->after_wake = 0;
+    s->last_data = GetTickCount();
     s->reading = s->writing = s->transmitting = 0;
     s->finished = s->why_set = s->throttled = 0;
     s->rbuf = NULL;
@@ -906,6 +909,37 @@ void wsx_stream_get_info(wsx_stream *s, wsx_stream_info *out)
     out->bytes_in = s->bytes_in;
     out->bytes_out = s->bytes_out;
     LeaveCriticalSection(&s->lock);
+}
+
+int wsx_port_close_streams(wsx_port *p, DWORD idle_ms, wsx_close_how how)
+{
+    wsx_stream *s;
+    int asked = 0;
+
+    if (p == NULL)
+        return 0;
+    AcquireSRWLockShared(&p->streams_lock);
+    s = p->all_streams;
+    ReleaseSRWLockShared(&p->streams_lock);
+    /* Streams are never freed while the port lives: the list can be walked without its lock. */
+    for (; s; s = s->next_all) {
+        int err = WSAENOTCONN;
+
+        s_enter(s);
+        if (!s->closed && !s->finished && s->port == p &&
+            (idle_ms == 0 || GetTickCount() - s->last_data >= idle_ms)) {
+            if (how == WSX_CLOSE_RESET)
+                err = wsx_stream_reset(s);
+            else if (how == WSX_CLOSE_SHUTDOWN)
+                err = wsx_stream_shutdown(s);
+            else
+                err = wsx_stream_close(s);
+        }
+        s_leave(s);
+        asked += err == 0;
+    }
+    wsx__port_flush();
+    return asked;
 }
 
 wsx_stream_ref wsx_stream_get_ref(wsx_stream *s)

@@ -570,6 +570,37 @@ Test(stream, busy_stream_earns_a_buffer_and_parks_it_when_idle)
     finish(p);
 }
 
+/* The port closes its idle streams (idle timeout) and then all of them (stop). */
+Test(stream, port_closes_idle_streams_then_all)
+{
+    wsx_port *p = port_with_workers(1);
+    ctx a, b;
+    SOCKET ca, cb;
+    char buf[5];
+
+    ctx_init(&a);
+    ctx_init(&b);
+    ca = open_pair(p, &a, NULL);
+    cb = open_pair(p, &b, NULL);
+    Sleep(400);
+    cr_assert_eq(send(ca, "hello", 5, 0), 5);
+    t_recv_all(ca, buf, 5);
+    cr_assert_eq(wsx_port_close_streams(p, 300, WSX_CLOSE_GRACEFUL), 1, "only b was idle");
+    wait_closed(&b, 5000);
+    cr_assert_eq(recv(cb, buf, 5, 0), 0, "b got a FIN");
+    cr_assert_eq(send(ca, "again", 5, 0), 5);
+    t_recv_all(ca, buf, 5);
+    cr_assert_eq(memcmp(buf, "again", 5), 0, "a still echoes");
+    cr_assert_eq(wsx_port_close_streams(p, 0, WSX_CLOSE_RESET), 1, "a, the one still open");
+    wait_closed(&a, 5000);
+    cr_assert_eq(a.why.kind, WSX_KIND_ABORTED);
+    cr_assert_eq(wsx_port_close_streams(p, 0, WSX_CLOSE_RESET), 0, "none left");
+    cr_assert_eq(wsx_port_close_streams(NULL, 0, WSX_CLOSE_RESET), 0);
+    closesocket(ca);
+    closesocket(cb);
+    finish(p);
+}
+
 Test(stream, bad_arguments)
 {
     wsx_port *p = port_with_workers(1);

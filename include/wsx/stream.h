@@ -123,6 +123,13 @@ WSX_API wsx_stream_ref wsx_stream_get_ref(wsx_stream *s);
  * WSAENOTCONN otherwise. */
 WSX_API int wsx_stream_ref_close(wsx_stream_ref ref, wsx_close_how how);
 
+/* Close, with `how`, every open stream of the port that has received no data for idle_ms or more
+ * (0: every open stream). One stream at a time, under its own lock; callbacks (on_close) may run
+ * on the calling thread. Returns how many streams were asked to close (0 for a NULL port). This
+ * is the idle timeout and the orderly stop of a server without a list of its own: wsx walks the
+ * streams it keeps anyway. */
+WSX_API int wsx_port_close_streams(wsx_port *port, DWORD idle_ms, wsx_close_how how);
+
 /* The `user` pointer given to wsx_stream_open (NULL for NULL). */
 WSX_API void *wsx_stream_user(const wsx_stream *s);
 /* The stream's socket (INVALID_SOCKET for NULL). Use it for queries (getpeername, getsockopt),
