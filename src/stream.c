@@ -656,7 +656,10 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     s->zero = opts && opts->zero_byte_reads;
     s->skip = skip != 0;
     s->eof = s->shut_req = s->shut_done = s->close_req = s->closed = 0;
-    s->hot = s->parking = s->woken = s->after_wake = 0;
+    s->hot = s->parking = s->after_wake = 0;
+    /* Bytes that came with the accept are a wakeup: the client is active, read on with a buffer
+     * (a zero-byte read first would cost a round trip more for its next bytes or its FIN). */
+    s->woken = len > 0;
     s->last_data = GetTickCount();
     s->reading = s->writing = s->transmitting = 0;
     s->finished = s->why_set = s->throttled = 0;

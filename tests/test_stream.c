@@ -570,6 +570,32 @@ Test(stream, busy_stream_earns_a_buffer_and_parks_it_when_idle)
     finish(p);
 }
 
+/* Bytes that came with the accept count as a wakeup: the next read has a buffer (the client's
+ * next bytes or FIN cost no zero-byte round trip), and it is parked like any other when idle. */
+Test(stream, initial_data_reads_on_with_a_buffer_then_parks)
+{
+    wsx_port *p = port_with_workers(1);
+    wsx_stream_opts o = {0, 1, 1, 0};
+    wsx_buf_pool *pool = wsx_port_buffers(p);
+    SOCKET srv, cli = t_pair("127.0.0.1:0", &srv);
+    ctx c;
+    char b[5];
+
+    ctx_init(&c);
+    cr_assert_eq(wsx_stream_open(p, srv, &o, &echo_cb, &c, "first", 5, &c.s), 0);
+    t_recv_all(cli, b, 5);
+    cr_assert_eq(memcmp(b, "first", 5), 0);
+    Sleep(50);
+    cr_assert_eq(wsx_buf_pool_outstanding(pool), 1, "a full read follows the initial data");
+    Sleep(1500);
+    cr_assert_eq(wsx_buf_pool_outstanding(pool), 0, "parked when idle");
+    cr_assert_eq(shutdown(cli, SD_SEND), 0);
+    wait_closed(&c, 5000);
+    cr_assert_eq(c.why.kind, WSX_KIND_EOF);
+    closesocket(cli);
+    finish(p);
+}
+
 /* The port closes its idle streams (idle timeout) and then all of them (stop). */
 Test(stream, port_closes_idle_streams_then_all)
 {
