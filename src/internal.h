@@ -54,6 +54,8 @@ void wsx__sendq_advance(wsx__sendq *q, DWORD n);
 void wsx__sendq_clear(wsx__sendq *q);
 
 void wsx__stream_free_all(struct wsx_port *p);
+/* Trim the pool to its peak use since the last call, plus a margin (buf.c). */
+size_t wsx__buf_pool_sweep(wsx_buf_pool *p);
 /* Park hot streams whose full read has waited park_ms or more (stream.c). */
 void wsx__stream_sweep(struct wsx_port *p, DWORD park_ms);
 

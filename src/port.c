@@ -186,6 +186,7 @@ static void maybe_sweep(wsx_port *p)
     if (now - (DWORD)p->last_sweep >= SWEEP_MS) {
         p->last_sweep = (LONG)now;
         wsx__stream_sweep(p, PARK_MS);
+        wsx__buf_pool_sweep(p->bufs);
     }
     ReleaseSRWLockExclusive(&p->sweep_lock);
 }

@@ -196,6 +196,32 @@ Test(port, buffer_pool)
     cr_assert_eq(wsx_buf_pool_destroy(pool), 0);
 }
 
+/* Trim frees idle buffers only; big buffers (VirtualAlloc'd data, page-aligned) work the same. */
+Test(port, buffer_pool_trim)
+{
+    wsx_buf_pool *pool;
+    wsx_buf *b[10];
+
+    cr_assert_eq(wsx_buf_pool_create(&pool, 65536, 0), 0);
+    for (int i = 0; i < 10; i++) {
+        b[i] = wsx_buf_get(pool);
+        cr_assert_not_null(b[i]);
+        cr_assert_eq((ULONG_PTR)b[i]->data % 4096, 0, "page-aligned");
+        memset(b[i]->data, i, b[i]->cap);
+    }
+    for (int i = 0; i < 7; i++)
+        wsx_buf_put(b[i]);
+    cr_assert_eq(wsx_buf_pool_trim(pool, 2), 5, "7 idle, keep 2");
+    cr_assert_eq(wsx_buf_pool_allocated(pool), 5);
+    cr_assert_eq(wsx_buf_pool_outstanding(pool), 3);
+    cr_assert_eq((unsigned char)b[9]->data[65535], 9, "buffers out are untouched");
+    cr_assert_eq(wsx_buf_pool_trim(pool, 0), 2);
+    cr_assert_eq(wsx_buf_pool_trim(NULL, 0), 0);
+    for (int i = 7; i < 10; i++)
+        wsx_buf_put(b[i]);
+    cr_assert_eq(wsx_buf_pool_destroy(pool), 0);
+}
+
 /* Every entry point takes NULL and impossible values without crashing: an error code where it
  * returns one, zeroed output where it fills a struct. */
 Test(port, null_and_bad_input_everywhere)

@@ -43,6 +43,10 @@ WSX_API DWORD wsx_buf_pool_size(const wsx_buf_pool *pool);
 WSX_API size_t wsx_buf_pool_outstanding(wsx_buf_pool *pool);
 WSX_API size_t wsx_buf_pool_allocated(wsx_buf_pool *pool);
 
+/* Free the idle buffers beyond keep_free; returns how many were freed. A port trims its own pool
+ * on its own (every 250 ms, down to what it used at most since the last time, plus 16). */
+WSX_API size_t wsx_buf_pool_trim(wsx_buf_pool *pool, size_t keep_free);
+
 #ifdef __cplusplus
 }
 #endif
