@@ -123,14 +123,11 @@ void wsx__port_flush(void)
 void wsx__port_complete(wsx_op *op, DWORD bytes, LONG status, int sync_wsa)
 {
     wsx_port *p = op->port;
-    /* With one stream on the port there is nobody to be fair to but the port's own packets
-     * (accepts, user posts): a longer run saves requeue round trips (ping-pong x1: +8%). */
-    unsigned cap = p->live_streams == 1 ? 4 * p->inline_cap : p->inline_cap;
 
     op->ov.Internal = (ULONG_PTR)(ULONG)status;
     op->ov.InternalHigh = bytes;
     op->sync_wsa = sync_wsa;
-    if (op->streak && *op->streak >= cap) {
+    if (op->streak && *op->streak >= p->inline_cap) {
         /* Fairness: this owner had its run; its next completion waits its turn in the port. */
         *op->streak = 0;
         if (PostQueuedCompletionStatus(p->iocp, bytes, WSX_KEY_IO, &op->ov)) {

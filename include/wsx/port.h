@@ -24,8 +24,7 @@ extern "C" {
 typedef struct wsx_port wsx_port;
 
 typedef struct wsx_port_opts {
-    unsigned inline_cap; /* inline completions in a row per owner before a requeue; 0 = 4
-                          * (4 times as many while the port has a single stream) */
+    unsigned inline_cap; /* inline completions in a row per owner before a requeue; 0 = 4 */
     DWORD buffer_size;   /* size of the port's buffer pool (streams read into it); 0 = 65536 */
     size_t max_buffers;  /* bound of that pool; 0 = no bound */
     /* Entries asked of one GetQueuedCompletionStatusEx (1..64); 0 = 64 on Windows, 1 under Wine:
