@@ -914,6 +914,15 @@ void wsx_stream_get_info(wsx_stream *s, wsx_stream_info *out)
     LeaveCriticalSection(&s->lock);
 }
 
+static int close_how(wsx_stream *s, wsx_close_how how)
+{
+    if (how == WSX_CLOSE_RESET)
+        return wsx_stream_reset(s);
+    if (how == WSX_CLOSE_SHUTDOWN)
+        return wsx_stream_shutdown(s);
+    return wsx_stream_close(s);
+}
+
 int wsx_port_close_streams(wsx_port *p, DWORD idle_ms, wsx_close_how how)
 {
     wsx_stream *s;
@@ -931,12 +940,7 @@ int wsx_port_close_streams(wsx_port *p, DWORD idle_ms, wsx_close_how how)
         s_enter(s);
         if (!s->closed && !s->finished && s->port == p &&
             (idle_ms == 0 || GetTickCount() - s->last_data >= idle_ms)) {
-            if (how == WSX_CLOSE_RESET)
-                err = wsx_stream_reset(s);
-            else if (how == WSX_CLOSE_SHUTDOWN)
-                err = wsx_stream_shutdown(s);
-            else
-                err = wsx_stream_close(s);
+            err = close_how(s, how);
         }
         s_leave(s);
         asked += err == 0;
@@ -964,12 +968,7 @@ int wsx_stream_ref_close(wsx_stream_ref ref, wsx_close_how how)
      * under us (it finishes only when the outermost holder leaves). */
     s_enter(s);
     if (s->gen == ref.gen && !s->closed && !s->finished) {
-        if (how == WSX_CLOSE_RESET)
-            err = wsx_stream_reset(s);
-        else if (how == WSX_CLOSE_SHUTDOWN)
-            err = wsx_stream_shutdown(s);
-        else
-            err = wsx_stream_close(s);
+        err = close_how(s, how);
     }
     s_leave(s);
     wsx__port_flush();
