@@ -41,11 +41,12 @@ struct wsx_op {
     void *user;
     struct wsx_port *port;
     const volatile LONG *owner_gen; /* NULL: the owner is never reused */
-    LONG gen;                       /* *owner_gen when the op was posted */
-    volatile LONG posted;           /* 1 while the kernel (or the port) owns ov */
-    int sync_wsa;                   /* a failure reported by the call itself, not a packet */
     unsigned *streak;               /* owner's run of inline completions; NULL: never inline */
     wsx_op *inline_next;
+    /* The 4-byte fields together: no padding holes (every idle stream holds one wsx_op). */
+    LONG gen;             /* *owner_gen when the op was posted */
+    volatile LONG posted; /* 1 while the kernel (or the port) owns ov */
+    int sync_wsa;         /* a failure reported by the call itself, not a packet */
     unsigned char kind;
     unsigned char is_read;          /* a 0-byte success means EOF */
     unsigned char completed_inline; /* this completion did not come through the port */
