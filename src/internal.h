@@ -29,7 +29,11 @@ struct wsx_port {
     SRWLOCK streams_lock;
     struct wsx_stream *free_streams;
     struct wsx_stream *all_streams;
+    struct wsx__slab *slabs; /* the heap blocks the stream objects live in */
     volatile LONG live_streams;
+    SLIST_HEADER free_wr; /* send states of streams that have nothing to send (stream.c) */
+    SRWLOCK cbs_lock;
+    struct wsx__cbs *cbs; /* one copy of each distinct callbacks struct its streams use */
     SRWLOCK sweep_lock;
     volatile LONG last_sweep; /* GetTickCount of the last sweep */
     volatile LONG64 dequeued, inline_done, requeued, stale_dropped;
@@ -53,10 +57,12 @@ int wsx__sendq_gather(const wsx__sendq *q, WSABUF *wb, int max, DWORD *total);
 void wsx__sendq_advance(wsx__sendq *q, DWORD n);
 void wsx__sendq_clear(wsx__sendq *q);
 
+/* Frees the port's stream objects, send states and callbacks copies (port destroy). */
 void wsx__stream_free_all(struct wsx_port *p);
 /* Trim the pool to its peak use since the last call, plus a margin (buf.c). */
 size_t wsx__buf_pool_sweep(wsx_buf_pool *p);
-/* Park hot streams whose full read has waited park_ms or more (stream.c). */
+/* Park hot streams whose full read has waited park_ms or more; give the heap the free send
+ * states beyond a few hundred (stream.c). */
 void wsx__stream_sweep(struct wsx_port *p, DWORD park_ms);
 
 /* Trace (trace.c). Callers test WSX_TRACING() first: one predictable branch when off. */

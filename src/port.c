@@ -43,6 +43,8 @@ int wsx_port_create(wsx_port **out, const wsx_port_opts *opts)
         p->batch = BATCH;
     InitializeSRWLock(&p->streams_lock);
     InitializeSRWLock(&p->sweep_lock);
+    InitializeSRWLock(&p->cbs_lock);
+    InitializeSListHead(&p->free_wr);
     p->last_sweep = (LONG)GetTickCount();
     err = wsx_buf_pool_create(&p->bufs, opts && opts->buffer_size ? opts->buffer_size : 65536,
                               opts ? opts->max_buffers : 0);

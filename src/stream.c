@@ -27,32 +27,64 @@ typedef struct wsx__tf {
 
 #define TF_REQ(s) ((s)->tf && (s)->tf->req)
 
+/* Send state: the send op and queue. A stream takes one from its port when it has something to
+ * send and gives it back once that is sent, so an idle stream holds none (a wsx_op is 104 bytes
+ * on x64). Given back only after the send's completion was delivered: the OVERLAPPED is free. */
+typedef struct wsx__wr {
+    SLIST_ENTRY entry; /* first: the port's free list is an interlocked SLIST */
+    wsx_op op;
+    wsx__sendq q;
+} wsx__wr;
+
+/* Free send states a port keeps beyond those in use; more go back to the heap at its sweep. */
+#define WR_KEEP 256
+
+/* A copy of a callbacks struct, shared by the port's streams that passed an equal one: a stream
+ * holds a pointer (8 bytes) instead of a copy (40). */
+struct wsx__cbs {
+    wsx_stream_callbacks cb;
+    struct wsx__cbs *next;
+};
+
 struct wsx_stream {
-    CRITICAL_SECTION lock;
-    int depth; /* lock recursion: the stream may finish only at the outermost level */
+    SRWLOCK lock; /* 8 bytes where a CRITICAL_SECTION takes 40 */
     wsx_port *port;
     SOCKET sock;
-    volatile LONG gen;
     unsigned long long id; /* connection id in the trace */
-    wsx_op rop, wop;
-    unsigned streak;
-    int pending;
+    volatile DWORD owner;  /* the thread holding lock (0: none): the stream lock is recursive */
+    volatile LONG gen;
+    wsx_op rop;
+    wsx__wr *wr;     /* NULL while nothing waits to be sent or is in flight */
     DWORD read_at;   /* GetTickCount when the read in flight was posted */
     DWORD last_data; /* GetTickCount of the last data received (or of the open) */
+    unsigned streak; /* run of inline completions (port.c's fairness cap) */
+    /* Every idle connection holds a stream object: its small fields share one word. depth: lock
+     * recursion, the stream may finish only at the outermost level. pending: ops the kernel (or
+     * the port) owns, at most read + send + TransmitFile. */
+    unsigned depth : 8, pending : 4;
     /* In flight, as this stream sees it (under its lock). op.posted is cleared by the port before
      * the handler gets the lock, so the stream must not decide on it. */
     unsigned reading : 1, writing : 1, transmitting : 1;
     unsigned zero : 1, skip : 1, eof : 1, shut_req : 1, shut_done : 1, close_req : 1, closed : 1,
         finished : 1, why_set : 1, throttled : 1, hot : 2, parking : 1, woken : 1, after_wake : 1;
     wsx_buf *rbuf;
-    wsx__sendq q;
     wsx__tf *tf;
-    size_t max_queued, peak_queued;
+    size_t peak_queued;
     unsigned long long bytes_in, bytes_out;
     wsx_status why;
-    wsx_stream_callbacks cb;
-    void *user;
-    struct wsx_stream *next_free, *next_all;
+    DWORD max_queued;               /* beside why's 20 bytes, where a size_t would cost 8 more */
+    const wsx_stream_callbacks *cb; /* the port's copy */
+    union {
+        void *user;
+        struct wsx_stream *next_free; /* while on the port's free list */
+    } u;
+    struct wsx_stream *next_all;
+};
+
+#define STREAM_SLAB 32
+struct wsx__slab {
+    struct wsx__slab *next;
+    wsx_stream s[STREAM_SLAB];
 };
 
 /* The buffer of a zero-byte read: WSARecv wants a WSABUF, the kernel keeps no bytes of it. */
@@ -139,20 +171,27 @@ static wsx_stream *stream_alloc(wsx_port *p)
     wsx_stream *s;
 
     AcquireSRWLockExclusive(&p->streams_lock);
-    s = p->free_streams;
-    if (s) {
-        p->free_streams = s->next_free;
-    } else {
-        s = calloc(1, sizeof *s);
-        if (s) {
-            /* No debug info: it would be one more heap block per connection. */
-            InitializeCriticalSectionEx(&s->lock, 0, CRITICAL_SECTION_NO_DEBUG_INFO);
-            s->next_all = p->all_streams;
-            p->all_streams = s;
+    if (p->free_streams == NULL) {
+        /* STREAM_SLAB objects to a heap block: one block header less per connection. */
+        struct wsx__slab *b = calloc(1, sizeof *b);
+        if (b) {
+            b->next = p->slabs;
+            p->slabs = b;
+            for (int i = STREAM_SLAB - 1; i >= 0; i--) {
+                s = &b->s[i];
+                InitializeSRWLock(&s->lock);
+                s->next_all = p->all_streams;
+                p->all_streams = s;
+                s->u.next_free = p->free_streams;
+                p->free_streams = s;
+            }
         }
     }
-    if (s)
+    s = p->free_streams;
+    if (s) {
+        p->free_streams = s->u.next_free;
         InterlockedIncrement(&p->live_streams);
+    }
     ReleaseSRWLockExclusive(&p->streams_lock);
     return s;
 }
@@ -165,27 +204,103 @@ static void stream_release(wsx_stream *s)
 
     InterlockedIncrement(&s->gen);
     AcquireSRWLockExclusive(&p->streams_lock);
-    s->next_free = p->free_streams;
+    s->u.next_free = p->free_streams;
     p->free_streams = s;
     InterlockedDecrement(&p->live_streams);
     ReleaseSRWLockExclusive(&p->streams_lock);
 }
 
-void wsx__stream_free_all(wsx_port *p)
+static void wr_trim(wsx_port *p, USHORT keep)
 {
-    while (p->all_streams) {
-        wsx_stream *s = p->all_streams;
-        p->all_streams = s->next_all;
-        DeleteCriticalSection(&s->lock);
-        free(s->tf);
-        free(s);
-    }
-    p->free_streams = NULL;
+    SLIST_ENTRY *e;
+
+    while (QueryDepthSList(&p->free_wr) > keep && (e = InterlockedPopEntrySList(&p->free_wr)))
+        free(e);
 }
 
+void wsx__stream_free_all(wsx_port *p)
+{
+    for (wsx_stream *s = p->all_streams; s; s = s->next_all)
+        free(s->tf);
+    while (p->slabs) {
+        struct wsx__slab *b = p->slabs;
+        p->slabs = b->next;
+        free(b);
+    }
+    p->all_streams = p->free_streams = NULL;
+    wr_trim(p, 0);
+    while (p->cbs) {
+        struct wsx__cbs *c = p->cbs;
+        p->cbs = c->next;
+        free(c);
+    }
+}
+
+/* The port's copy of *cb (made on first use; copies live as long as the port). NULL: no memory. */
+static const wsx_stream_callbacks *cbs_intern(wsx_port *p, const wsx_stream_callbacks *cb)
+{
+    struct wsx__cbs *c;
+
+    AcquireSRWLockShared(&p->cbs_lock);
+    for (c = p->cbs; c && memcmp(&c->cb, cb, sizeof *cb) != 0; c = c->next)
+        ;
+    ReleaseSRWLockShared(&p->cbs_lock);
+    if (c)
+        return &c->cb;
+    AcquireSRWLockExclusive(&p->cbs_lock);
+    for (c = p->cbs; c && memcmp(&c->cb, cb, sizeof *cb) != 0; c = c->next)
+        ;
+    if (c == NULL && (c = malloc(sizeof *c)) != NULL) {
+        c->cb = *cb;
+        c->next = p->cbs;
+        p->cbs = c;
+    }
+    ReleaseSRWLockExclusive(&p->cbs_lock);
+    return c ? &c->cb : NULL;
+}
+
+static size_t queued(const wsx_stream *s)
+{
+    return s->wr ? s->wr->q.queued : 0;
+}
+
+/* The stream's send state, from the port's free list or the heap. NULL: no memory. */
+static wsx__wr *wr_get(wsx_stream *s)
+{
+    wsx__wr *w = s->wr;
+
+    if (w)
+        return w;
+    w = (wsx__wr *)InterlockedPopEntrySList(&s->port->free_wr);
+    if (w == NULL &&
+        (w = malloc(sizeof *w)) == NULL) /* heap blocks are 16-aligned, as SLIST wants */
+        return NULL;
+    wsx_op_init(&w->op, WSX_OP_SEND, on_send, s, &s->gen);
+    w->op.streak = &s->streak;
+    memset(&w->q, 0, sizeof w->q);
+    s->wr = w;
+    return w;
+}
+
+/* Back to the port once nothing is queued and the last send's completion was delivered. */
+static void wr_put_if_idle(wsx_stream *s)
+{
+    if (s->wr && !s->writing && s->wr->q.head == NULL) {
+        InterlockedPushEntrySList(&s->port->free_wr, &s->wr->entry);
+        s->wr = NULL;
+    }
+}
+
+/* The stream lock is recursive: a callback may call wsx_stream_* on its own stream. Only the
+ * owning thread ever reads its own id in `owner`, so the unlocked read is safe. */
 static void s_enter(wsx_stream *s)
 {
-    EnterCriticalSection(&s->lock);
+    DWORD me = GetCurrentThreadId();
+
+    if (s->owner != me) {
+        AcquireSRWLockExclusive(&s->lock);
+        s->owner = me;
+    }
     s->depth++;
 }
 
@@ -198,18 +313,23 @@ static void s_leave(wsx_stream *s)
         s->finished = 1;
         wsx_buf_put(s->rbuf);
         s->rbuf = NULL;
-        wsx__sendq_clear(&s->q);
+        if (s->wr)
+            wsx__sendq_clear(&s->wr->q);
         tf_clear(s);
         if (!s->why_set) {
             memset(&s->why, 0, sizeof s->why);
             s->why.kind = s->eof ? WSX_KIND_EOF : WSX_KIND_OK;
         }
-        if (s->cb.on_close)
-            s->cb.on_close(s, &s->why);
+        if (s->cb->on_close)
+            s->cb->on_close(s, &s->why);
         release = 1;
     }
-    s->depth--;
-    LeaveCriticalSection(&s->lock);
+    if (s->depth == 1)
+        wr_put_if_idle(s);
+    if (--s->depth == 0) {
+        s->owner = 0;
+        ReleaseSRWLockExclusive(&s->lock);
+    }
     if (release)
         stream_release(s);
 }
@@ -231,8 +351,8 @@ static void close_socket(wsx_stream *s, int abortive)
     s->closed = 1;
     if (WSX_TRACING()) {
         char extra[96];
-        snprintf(extra, sizeof extra, "\"how\":\"%s\",\"pending\":%d,\"why\":\"%s\"",
-                 abortive ? "abortive" : "graceful", s->pending,
+        snprintf(extra, sizeof extra, "\"how\":\"%s\",\"pending\":%u,\"why\":\"%s\"",
+                 abortive ? "abortive" : "graceful", (unsigned)s->pending,
                  s->why_set ? wsx_kind_name(s->why.kind) : (s->eof ? "eof" : "ok"));
         wsx__trace_event(s->id, s->gen, "close", "sync-ok", 0, NULL, NULL, 0, extra);
     }
@@ -250,8 +370,8 @@ static void close_socket(wsx_stream *s, int abortive)
  * read them until that send's completion (the stream's end frees them). */
 static void drop_queue(wsx_stream *s)
 {
-    if (!s->writing)
-        wsx__sendq_clear(&s->q);
+    if (!s->writing && s->wr)
+        wsx__sendq_clear(&s->wr->q);
     if (s->tf)
         wsx__sendq_clear(&s->tf->q_after);
 }
@@ -293,7 +413,7 @@ static void read_next(wsx_stream *s)
 
     if (s->reading || s->closed || s->eof || s->close_req)
         return;
-    if (s->q.queued + size > s->max_queued) {
+    if (queued(s) + size > s->max_queued) {
         s->throttled = 1; /* backpressure: resumes when the queue drains (on_send) */
         return;
     }
@@ -367,29 +487,29 @@ static void write_next(wsx_stream *s)
 
     if (s->writing || s->transmitting || s->closed)
         return;
-    if (s->q.head == NULL) {
+    if (s->wr == NULL || s->wr->q.head == NULL) {
         if (TF_REQ(s))
             transmit_next(s);
         return;
     }
-    count = wsx__sendq_gather(&s->q, wb, MAX_GATHER, &total);
-    if (count == 0 || wsx_op_begin(&s->wop) != 0)
+    count = wsx__sendq_gather(&s->wr->q, wb, MAX_GATHER, &total);
+    if (count == 0 || wsx_op_begin(&s->wr->op) != 0)
         return;
-    s->wop.port = s->port;
+    s->wr->op.port = s->port;
     s->writing = 1;
     s->pending++;
-    rc = WSASend(s->sock, wb, (DWORD)count, &n, 0, &s->wop.ov, NULL);
+    rc = WSASend(s->sock, wb, (DWORD)count, &n, 0, &s->wr->op.ov, NULL);
     if (WSX_TRACING())
         trace_post(s, "send", rc, n, total);
-    posted(s, &s->wop, rc, n);
+    posted(s, &s->wr->op, rc, n);
 }
 
 /* Half-close once the queue is out; close once both directions are done or a close was asked. */
 static void check_done(wsx_stream *s)
 {
-    if (s->closed || s->q.head || s->writing || TF_REQ(s))
+    if (s->closed || (s->wr && s->wr->q.head) || s->writing || TF_REQ(s))
         return;
-    if (s->shut_req && !s->shut_done && s->eof && !s->cb.on_release) {
+    if (s->shut_req && !s->shut_done && s->eof && !s->cb->on_release) {
         /* The peer is done and so are we: closesocket sends the FIN, a shutdown first would only
          * cost a call (two wineserver round trips under Wine). */
         close_socket(s, 0);
@@ -404,7 +524,7 @@ static void check_done(wsx_stream *s)
         }
         s->shut_done = 1;
     }
-    if (s->eof && s->shut_done && !s->why_set && s->pending == 0 && s->cb.on_release) {
+    if (s->eof && s->shut_done && !s->why_set && s->pending == 0 && s->cb->on_release) {
         SOCKET sock = s->sock;
         /* An orderly end with nothing in flight: the socket can serve again. */
         if (WSX_TRACING())
@@ -412,7 +532,7 @@ static void check_done(wsx_stream *s)
                              "\"how\":\"release\",\"pending\":0,\"why\":\"eof\"");
         s->closed = 1;
         s->sock = INVALID_SOCKET;
-        s->cb.on_release(s, sock);
+        s->cb->on_release(s, sock);
         return;
     }
     if ((s->eof && s->shut_done) || s->close_req)
@@ -422,8 +542,8 @@ static void check_done(wsx_stream *s)
 static void got_eof(wsx_stream *s)
 {
     s->eof = 1;
-    if (s->cb.on_eof)
-        s->cb.on_eof(s);
+    if (s->cb->on_eof)
+        s->cb->on_eof(s);
     else
         s->shut_req = 1;
 }
@@ -432,7 +552,7 @@ static void got_data(wsx_stream *s, wsx_buf *b)
 {
     s->last_data = GetTickCount();
     s->bytes_in += b->len - b->off;
-    s->cb.on_data(s, b);
+    s->cb->on_data(s, b);
 }
 
 /* Our own close turned this completion into an error: it is a local abort, whatever the code
@@ -446,7 +566,7 @@ static wsx_status classify(wsx_stream *s, wsx_op *op, const wsx_status *st)
     s->pending--;
     if (op == &s->rop)
         s->reading = 0;
-    else if (op == &s->wop)
+    else if (op->kind == WSX_OP_SEND)
         s->writing = 0;
     else
         s->transmitting = 0;
@@ -455,8 +575,8 @@ static wsx_status classify(wsx_stream *s, wsx_op *op, const wsx_status *st)
     if (WSX_TRACING())
         wsx__trace_event(s->id, s->gen, wsx_op_kind_name((wsx_op_kind)op->kind), "complete",
                          r.bytes, &r, NULL, 0, op->completed_inline ? "\"inline\":true" : NULL);
-    if (s->cb.on_complete)
-        s->cb.on_complete(s, (wsx_op_kind)op->kind, &r);
+    if (s->cb->on_complete)
+        s->cb->on_complete(s, (wsx_op_kind)op->kind, &r);
     return r;
 }
 
@@ -527,7 +647,7 @@ void wsx__stream_sweep(wsx_port *p, DWORD park_ms)
     s = p->all_streams;
     ReleaseSRWLockShared(&p->streams_lock);
     for (; s; s = s->next_all) {
-        if (!TryEnterCriticalSection(&s->lock))
+        if (!TryAcquireSRWLockExclusive(&s->lock))
             continue;
         if (s->zero && s->reading && s->rbuf && !s->parking && !s->closed && !s->close_req &&
             now - s->read_at >= park_ms) {
@@ -537,8 +657,9 @@ void wsx__stream_sweep(wsx_port *p, DWORD park_ms)
             if (!CancelIoEx((HANDLE)s->sock, &s->rop.ov))
                 s->parking = 0; /* it has completed already: its completion is on its way */
         }
-        LeaveCriticalSection(&s->lock);
+        ReleaseSRWLockExclusive(&s->lock);
     }
+    wr_trim(p, WR_KEEP);
 }
 
 static void on_send(wsx_op *op, const wsx_status *st)
@@ -553,7 +674,7 @@ static void on_send(wsx_op *op, const wsx_status *st)
             fail(s, &r);
         } else {
             s->bytes_out += r.bytes;
-            wsx__sendq_advance(&s->q, r.bytes);
+            wsx__sendq_advance(&s->wr->q, r.bytes); /* held: a send was in flight */
             write_next(s);
             if (s->throttled)
                 read_next(s);
@@ -584,13 +705,20 @@ static void on_transmit(wsx_op *op, const wsx_status *st)
     /* What was queued behind the file goes next. */
     if (s->tf->q_after.head) {
         wsx__sendq *qa = &s->tf->q_after;
-        if (s->q.tail)
-            s->q.tail->next = qa->head;
-        else
-            s->q.head = qa->head;
-        s->q.tail = qa->tail;
-        s->q.queued += qa->queued;
-        memset(qa, 0, sizeof *qa);
+        wsx__wr *w = wr_get(s);
+        if (w == NULL) {
+            wsx__sendq_clear(qa);
+            if (!s->closed)
+                fail_wsa(s, WSAENOBUFS);
+        } else {
+            if (w->q.tail)
+                w->q.tail->next = qa->head;
+            else
+                w->q.head = qa->head;
+            w->q.tail = qa->tail;
+            w->q.queued += qa->queued;
+            memset(qa, 0, sizeof *qa);
+        }
     }
     if (!s->closed) {
         if (r.wsa != 0) {
@@ -606,15 +734,17 @@ static void on_transmit(wsx_op *op, const wsx_status *st)
 
 static void track_peak(wsx_stream *s)
 {
-    if (s->q.queued > s->peak_queued)
-        s->peak_queued = s->q.queued;
+    if (queued(s) > s->peak_queued)
+        s->peak_queued = queued(s);
 }
 
 int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
                     const wsx_stream_callbacks *cb, void *user, const void *initial, DWORD len,
                     wsx_stream **out)
 {
+    const wsx_stream_callbacks *pcb;
     wsx_stream *s;
+    size_t mq;
     int err, skip = 0;
 
     if (out)
@@ -625,7 +755,8 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
             closesocket(sock);
         return WSAEINVAL;
     }
-    s = stream_alloc(port);
+    pcb = cbs_intern(port, cb);
+    s = pcb ? stream_alloc(port) : NULL;
     if (s == NULL) {
         closesocket(sock);
         return WSAENOBUFS;
@@ -641,7 +772,7 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     if (err) {
         closesocket(sock);
         AcquireSRWLockExclusive(&port->streams_lock);
-        s->next_free = port->free_streams;
+        s->u.next_free = port->free_streams;
         port->free_streams = s;
         InterlockedDecrement(&port->live_streams);
         ReleaseSRWLockExclusive(&port->streams_lock);
@@ -664,20 +795,17 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     s->reading = s->writing = s->transmitting = 0;
     s->finished = s->why_set = s->throttled = 0;
     s->rbuf = NULL;
-    memset(&s->q, 0, sizeof s->q);
     tf_clear(s); /* kept by a reused stream object, empty since its last stream finished */
-    s->max_queued =
-        opts && opts->max_queued ? opts->max_queued : 4 * (size_t)wsx_buf_pool_size(port->bufs);
-    if (s->max_queued < wsx_buf_pool_size(port->bufs))
-        s->max_queued = wsx_buf_pool_size(port->bufs); /* room for one read, or none would run */
+    mq = opts && opts->max_queued ? opts->max_queued : 4 * (size_t)wsx_buf_pool_size(port->bufs);
+    if (mq < wsx_buf_pool_size(port->bufs))
+        mq = wsx_buf_pool_size(port->bufs);               /* room for one read, or none would run */
+    s->max_queued = mq < MAXDWORD ? (DWORD)mq : MAXDWORD; /* 4 GiB queued per stream is no limit */
     s->peak_queued = 0;
     s->bytes_in = s->bytes_out = 0;
-    s->cb = *cb;
-    s->user = user;
+    s->cb = pcb;
+    s->u.user = user;
     wsx_op_init(&s->rop, WSX_OP_RECV, on_recv, s, &s->gen);
-    wsx_op_init(&s->wop, WSX_OP_SEND, on_send, s, &s->gen);
     s->rop.streak = &s->streak;
-    s->wop.streak = &s->streak;
     *out = s;
     if (len > 0) {
         wsx_buf *b = wsx_buf_get(port->bufs);
@@ -714,8 +842,11 @@ int wsx_stream_send_buf(wsx_stream *s, wsx_buf *b)
         err = WSAESHUTDOWN;
     } else if (b->len == b->off) {
         wsx_buf_put(b);
+    } else if (!TF_REQ(s) && wr_get(s) == NULL) {
+        wsx_buf_put(b);
+        err = WSAENOBUFS;
     } else {
-        wsx__sendq_push(TF_REQ(s) ? &s->tf->q_after : &s->q, b);
+        wsx__sendq_push(TF_REQ(s) ? &s->tf->q_after : &s->wr->q, b);
         track_peak(s);
         write_next(s);
     }
@@ -750,8 +881,11 @@ int wsx_stream_send(wsx_stream *s, const void *data, size_t len)
     if (!can_send(s)) {
         wsx__sendq_clear(&chunks);
         err = WSAESHUTDOWN;
+    } else if (chunks.head && !TF_REQ(s) && wr_get(s) == NULL) {
+        wsx__sendq_clear(&chunks);
+        err = WSAENOBUFS;
     } else if (chunks.head) {
-        wsx__sendq *q = TF_REQ(s) ? &s->tf->q_after : &s->q;
+        wsx__sendq *q = TF_REQ(s) ? &s->tf->q_after : &s->wr->q;
         if (q->tail)
             q->tail->next = chunks.head;
         else
@@ -881,7 +1015,7 @@ int wsx_stream_reset(wsx_stream *s)
 
 void *wsx_stream_user(const wsx_stream *s)
 {
-    return s ? s->user : NULL;
+    return s ? s->u.user : NULL;
 }
 
 SOCKET wsx_stream_socket(const wsx_stream *s)
@@ -896,14 +1030,18 @@ wsx_port *wsx_stream_port(const wsx_stream *s)
 
 void wsx_stream_get_info(wsx_stream *s, wsx_stream_info *out)
 {
+    int mine;
+
     if (out == NULL)
         return;
     if (s == NULL) {
         memset(out, 0, sizeof *out);
         return;
     }
-    EnterCriticalSection(&s->lock);
-    out->queued = s->q.queued;
+    mine = s->owner == GetCurrentThreadId(); /* called from one of its callbacks */
+    if (!mine)
+        AcquireSRWLockShared(&s->lock);
+    out->queued = queued(s);
     out->max_queued = s->max_queued;
     out->peak_queued = s->peak_queued;
     out->pending = s->pending;
@@ -911,7 +1049,8 @@ void wsx_stream_get_info(wsx_stream *s, wsx_stream_info *out)
     out->reading_paused = s->throttled;
     out->bytes_in = s->bytes_in;
     out->bytes_out = s->bytes_out;
-    LeaveCriticalSection(&s->lock);
+    if (!mine)
+        ReleaseSRWLockShared(&s->lock);
 }
 
 static int close_how(wsx_stream *s, wsx_close_how how)

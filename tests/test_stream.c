@@ -627,6 +627,58 @@ Test(stream, port_closes_idle_streams_then_all)
     finish(p);
 }
 
+static wsx_stream_info info_at_close;
+static volatile LONG info_reads;
+
+static void info_on_data(wsx_stream *s, wsx_buf *b)
+{
+    wsx_stream_info i;
+    wsx_stream_get_info(s, &i); /* this stream's lock is held around its callbacks */
+    InterlockedIncrement(&info_reads);
+    on_data(s, b);
+}
+
+static void info_on_close(wsx_stream *s, const wsx_status *why)
+{
+    wsx_stream_get_info(s, &info_at_close);
+    on_close(s, why);
+}
+
+/* A callback may call into its own stream: the stream lock is recursive. Streams of one port
+ * with different callbacks keep their own (the port shares one copy per distinct set). */
+Test(stream, callbacks_call_into_their_own_stream)
+{
+    static const wsx_stream_callbacks info_cb = {info_on_data, NULL, info_on_close, NULL, NULL};
+    wsx_port *p = port_with_workers(1);
+    ctx a, b;
+    SOCKET srv, ca, cb;
+    char buf[5];
+
+    ctx_init(&a);
+    ctx_init(&b);
+    b.sink = 1;
+    ca = t_pair("127.0.0.1:0", &srv);
+    cr_assert_eq(wsx_stream_open(p, srv, NULL, &info_cb, &a, NULL, 0, &a.s), 0);
+    cb = open_pair(p, &b, NULL);
+    cr_assert_eq(send(ca, "hello", 5, 0), 5);
+    t_recv_all(ca, buf, 5);
+    cr_assert_eq(memcmp(buf, "hello", 5), 0);
+    cr_assert_eq(send(cb, "quiet", 5, 0), 5);
+    for (int i = 0; i < 500 && b.bytes < 5; i++)
+        Sleep(10);
+    cr_assert_eq(b.bytes, 5);
+    cr_assert_eq(info_reads, 1, "b's data went to b's callbacks, not a's");
+    closesocket(ca);
+    wait_closed(&a, 5000);
+    cr_assert_eq(info_at_close.bytes_in, 5);
+    cr_assert_eq(info_at_close.bytes_out, 5);
+    cr_assert_eq(info_at_close.pending, 0);
+    cr_assert_eq(info_at_close.queued, 0);
+    closesocket(cb);
+    wait_closed(&b, 5000);
+    finish(p);
+}
+
 Test(stream, bad_arguments)
 {
     wsx_port *p = port_with_workers(1);

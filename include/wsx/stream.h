@@ -54,7 +54,8 @@ typedef struct wsx_stream_callbacks {
 } wsx_stream_callbacks;
 
 typedef struct wsx_stream_opts {
-    size_t max_queued;   /* send-queue bytes above which reading pauses; 0 = 4 buffers */
+    size_t max_queued;   /* send-queue bytes above which reading pauses; 0 = 4 buffers;
+                            capped at 4 GiB - 1 */
     int zero_byte_reads; /* idle connections hold no buffer */
     int skip_on_success; /* complete operations that succeed at once inline */
     int associated;      /* the socket is already associated with this port (wsx_connect) */
