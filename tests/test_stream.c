@@ -627,6 +627,50 @@ Test(stream, port_closes_idle_streams_then_all)
     finish(p);
 }
 
+/* One small read ready at once after a served one: with another stream on the port it waits its
+ * turn in the port (requeued), alone it is delivered inline. The client's 600 bytes arrive in one
+ * segment: the pending 512-byte read takes the first part through the port, the read posted after
+ * the echo finds the other 88 at once. docs/semantics.md P12. */
+static LONG64 small_read_requeues(int others)
+{
+    wsx_port_opts po = {0, 512, 0, 0};
+    wsx_stream_opts o = {0, 0, 1, 0};
+    wsx_port_stats st;
+    wsx_port *p = NULL;
+    ctx a, b;
+    SOCKET ca, cb = INVALID_SOCKET;
+    char out[600], in[600];
+
+    cr_assert_eq(wsx_port_create(&p, &po), 0);
+    cr_assert_eq(wsx_port_start(p, 1), 0);
+    ctx_init(&a);
+    ctx_init(&b);
+    ca = open_pair(p, &a, &o);
+    if (others)
+        cb = open_pair(p, &b, &o);
+    Sleep(100); /* the reads are pending */
+    for (int i = 0; i < 600; i++)
+        out[i] = (char)pattern((size_t)i);
+    cr_assert_eq(send(ca, out, 600, 0), 600);
+    t_recv_all(ca, in, 600);
+    cr_assert_eq(memcmp(in, out, 600), 0, "echoed in order");
+    wsx_port_get_stats(p, &st);
+    closesocket(ca);
+    wait_closed(&a, 5000);
+    if (others) {
+        closesocket(cb);
+        wait_closed(&b, 5000);
+    }
+    finish(p);
+    return st.requeued;
+}
+
+Test(stream, small_read_waits_its_turn_when_the_port_has_other_streams)
+{
+    cr_assert_eq(small_read_requeues(0), 0, "alone: nobody to be fair to");
+    cr_assert_geq(small_read_requeues(1), 1, "the 88-byte read went through the port");
+}
+
 static wsx_stream_info info_at_close;
 static volatile LONG info_reads;
 

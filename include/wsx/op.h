@@ -41,7 +41,7 @@ struct wsx_op {
     void *user;
     struct wsx_port *port;
     const volatile LONG *owner_gen; /* NULL: the owner is never reused */
-    unsigned *streak;               /* owner's run of inline completions; NULL: never inline */
+    unsigned *streak;               /* owner's run of inline completions; NULL: no cap */
     wsx_op *inline_next;
     /* The 4-byte fields together: no padding holes (every idle stream holds one wsx_op). */
     LONG gen;             /* *owner_gen when the op was posted */

@@ -24,9 +24,12 @@ extern "C" {
 typedef struct wsx_port wsx_port;
 
 typedef struct wsx_port_opts {
-    unsigned inline_cap; /* inline completions in a row per owner before a requeue; 0 = 4 */
-    DWORD buffer_size;   /* size of the port's buffer pool (streams read into it); 0 = 65536 */
-    size_t max_buffers;  /* bound of that pool; 0 = no bound */
+    /* Inline completions in a row per owner before a requeue; 0 = 4. A read of under 4 KiB that
+     * completes at once after its stream was served inline is requeued at once when the port has
+     * other streams (request/response fairness, docs/semantics.md P12). */
+    unsigned inline_cap;
+    DWORD buffer_size;  /* size of the port's buffer pool (streams read into it); 0 = 65536 */
+    size_t max_buffers; /* bound of that pool; 0 = no bound */
     /* Entries asked of one GetQueuedCompletionStatusEx (1..64); 0 = 64 on Windows, 1 under Wine:
      * Wine takes each entry with its own wineserver round trip and one more to find the queue
      * empty, so a batch only adds a call there. */
