@@ -19,6 +19,12 @@
 static WSX_TLS wsx_op *inline_head;
 static WSX_TLS wsx_op *inline_tail;
 static WSX_TLS int delivering;
+/* The port whose completions this thread is delivering, and the ops it requeued meanwhile: they
+ * wait for its next round, behind what the port holds then, without a round trip through the port
+ * (two wineserver calls under Wine, a system call on Windows). */
+static WSX_TLS wsx_port *serving;
+static WSX_TLS wsx_op *turn_head;
+static WSX_TLS wsx_op *turn_tail;
 
 int wsx__on_wine(void)
 {
@@ -140,6 +146,16 @@ void wsx__port_complete(wsx_op *op, DWORD bytes, LONG status, int sync_wsa)
                         *op->streak >= 1 && p->live_streams > 1))) {
         /* Fairness: this owner had its run; its next completion waits its turn in the port. */
         *op->streak = 0;
+        if (serving == p) {
+            op->inline_next = NULL;
+            if (turn_tail)
+                turn_tail->inline_next = op;
+            else
+                turn_head = op;
+            turn_tail = op;
+            InterlockedIncrement64(&p->requeued);
+            return;
+        }
         if (PostQueuedCompletionStatus(p->iocp, bytes, WSX_KEY_IO, &op->ov)) {
             InterlockedIncrement64(&p->requeued);
             return;
@@ -157,27 +173,64 @@ void wsx__port_complete(wsx_op *op, DWORD bytes, LONG status, int sync_wsa)
     inline_tail = op;
 }
 
+/* Hand the ops this thread requeued to the port itself (it stops taking completions). */
+static void turn_to_port(void)
+{
+    while (turn_head) {
+        wsx_op *op = turn_head;
+        turn_head = op->inline_next;
+        op->inline_next = NULL;
+        PostQueuedCompletionStatus(op->port->iocp, (DWORD)op->ov.InternalHigh, WSX_KEY_IO, &op->ov);
+    }
+    turn_tail = NULL;
+}
+
 static int port_batch(wsx_port *p, DWORD timeout)
 {
     OVERLAPPED_ENTRY e[BATCH];
-    ULONG n = 0;
+    ULONG n = 0, taken = 0;
     int stops = 0;
     int outer = !delivering;
+    wsx_port *was = serving;
+    wsx_op *turn = turn_head; /* requeued in earlier rounds: they go after what the port holds */
 
-    if (!GetQueuedCompletionStatusEx(p->iocp, e, p->batch, &n, timeout, FALSE)) {
-        DWORD err = GetLastError();
-        return err == WAIT_TIMEOUT ? WSAETIMEDOUT : wsx_error_from_win32(err);
+    turn_head = turn_tail = NULL;
+    serving = p;
+    for (;;) {
+        if (!GetQueuedCompletionStatusEx(p->iocp, e, p->batch, &n, turn ? 0 : timeout, FALSE)) {
+            DWORD err = GetLastError();
+            if (turn == NULL) {
+                serving = was;
+                return err == WAIT_TIMEOUT ? WSAETIMEDOUT : wsx_error_from_win32(err);
+            }
+            break;
+        }
+        delivering = 1;
+        for (ULONG i = 0; i < n; i++) {
+            if (e[i].lpOverlapped == NULL) {
+                stops += e[i].lpCompletionKey == WSX_KEY_STOP;
+                continue;
+            }
+            InterlockedIncrement64(&p->dequeued);
+            deliver(CONTAINING_RECORD(e[i].lpOverlapped, wsx_op, ov),
+                    e[i].dwNumberOfBytesTransferred);
+            drain_inline();
+        }
+        taken += n;
+        /* With requeued ops waiting, what the port holds goes first, all of it (up to BATCH):
+         * one entry per round would keep a backlog there waiting for many rounds. */
+        if (turn == NULL || n < p->batch || stops || taken >= BATCH)
+            break;
     }
     delivering = 1;
-    for (ULONG i = 0; i < n; i++) {
-        if (e[i].lpOverlapped == NULL) {
-            stops += e[i].lpCompletionKey == WSX_KEY_STOP;
-            continue;
-        }
-        InterlockedIncrement64(&p->dequeued);
-        deliver(CONTAINING_RECORD(e[i].lpOverlapped, wsx_op, ov), e[i].dwNumberOfBytesTransferred);
+    while (turn) {
+        wsx_op *op = turn;
+        turn = op->inline_next;
+        op->inline_next = NULL;
+        deliver(op, (DWORD)op->ov.InternalHigh);
         drain_inline();
     }
+    serving = was;
     if (outer)
         delivering = 0;
     /* One sentinel stops one worker: hand the extras of this batch to the others. */
@@ -209,8 +262,10 @@ int wsx_port_poll(wsx_port *p, DWORD timeout_ms)
         return WSAEINVAL;
     wsx__port_flush();
     rc = port_batch(p, timeout_ms);
-    if (!delivering)
+    if (!delivering) {
+        turn_to_port(); /* the caller may not poll again soon */
         maybe_sweep(p);
+    }
     return rc;
 }
 
@@ -226,6 +281,7 @@ static DWORD WINAPI worker_main(void *arg)
         if (rc == 0 || rc == WSAETIMEDOUT)
             maybe_sweep(p);
     } while (rc == 0 || rc == WSAETIMEDOUT);
+    turn_to_port();
     return 0;
 }
 
