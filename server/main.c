@@ -316,7 +316,10 @@ static void close_conns(DWORD idle_ms, wsx_close_how how)
 static void print_stats(const char *label)
 {
     wsx_listener_stats ls;
+    wsx_port_stats ps;
     LONG64 reaped = 0, failed = 0, reused = 0, reuse_failed = 0;
+    LONG64 dequeued = 0, inline_done = 0, requeued = 0;
+    size_t bufs_out = 0, bufs = 0;
 
     for (int i = 0; i < nlisteners; i++) {
         if (listeners[i])
@@ -328,9 +331,18 @@ static void print_stats(const char *label)
         reused += ls.reused;
         reuse_failed += ls.reuse_failed;
     }
+    for (int i = 0; i < nports; i++) {
+        wsx_port_get_stats(ports[i], &ps);
+        dequeued += ps.dequeued;
+        inline_done += ps.inline_done;
+        requeued += ps.requeued;
+        bufs_out += wsx_buf_pool_outstanding(wsx_port_buffers(ports[i]));
+        bufs += wsx_buf_pool_allocated(wsx_port_buffers(ports[i]));
+    }
     printf("%s: accepted=%lld closed=%lld (ok=%lld eof=%lld peer-reset=%lld aborted-locally=%lld "
            "other=%lld) open=%ld peak=%ld bytes_in=%lld bytes_out=%lld reaped=%lld refused=%lld "
-           "accept_errors=%lld reused=%lld reuse_failed=%lld peak_queued=%lld\n",
+           "accept_errors=%lld reused=%lld reuse_failed=%lld peak_queued=%lld dequeued=%lld "
+           "inline=%lld requeued=%lld buffers_out=%llu buffers=%llu\n",
            label, (long long)tot.accepted,
            (long long)(tot.closed[WSX_KIND_OK] + tot.closed[WSX_KIND_EOF] +
                        tot.closed[WSX_KIND_PEER_RESET] + tot.closed[WSX_KIND_ABORTED] +
@@ -340,7 +352,8 @@ static void print_stats(const char *label)
            (long long)(tot.closed[WSX_KIND_OTHER] + tot.closed[WSX_KIND_REFUSED]), (long)tot.live,
            (long)tot.peak, (long long)tot.bytes_in, (long long)tot.bytes_out, (long long)reaped,
            (long long)tot.refused, (long long)failed, (long long)reused, (long long)reuse_failed,
-           (long long)tot.peak_queued);
+           (long long)tot.peak_queued, (long long)dequeued, (long long)inline_done,
+           (long long)requeued, (unsigned long long)bufs_out, (unsigned long long)bufs);
     fflush(stdout);
 }
 
