@@ -9,10 +9,11 @@
 #define SWEEP_MS 250
 #define PARK_MS 500
 /* Request/response fairness: a read of fewer bytes than this that completes at once, for a stream
- * already served inline since its last completion from the port, waits its turn in the port when
- * the port has other streams. Serving it at once makes the others wait a whole chain of turns
- * (ping-pong x100: p99 80-90 ms against 37-47 ms with the rule, at the same rate). Bulk reads run
- * on up to inline_cap: their bytes pay for the run. docs/semantics.md P12. */
+ * already served inline since its last completion from the port, waits its turn when the port has
+ * other streams (the stream marks such reads op->fair; not the read that follows a wakeup). Serving
+ * it at once makes the others wait a whole chain of turns (ping-pong x100: p99 80-90 ms against
+ * 37-47 ms with the rule, at the same rate). Bulk reads run on up to inline_cap: their bytes pay
+ * for the run. docs/semantics.md P12. */
 #define SMALL_READ 4096
 
 /* Inline completions wait here until the thread is back at a delivery boundary. */
@@ -141,9 +142,9 @@ void wsx__port_complete(wsx_op *op, DWORD bytes, LONG status, int sync_wsa)
     op->ov.Internal = (ULONG_PTR)(ULONG)status;
     op->ov.InternalHigh = bytes;
     op->sync_wsa = sync_wsa;
-    if (op->streak && (*op->streak >= p->inline_cap ||
-                       (op->kind == WSX_OP_RECV && bytes > 0 && bytes < SMALL_READ &&
-                        *op->streak >= 1 && p->live_streams > 1))) {
+    if (op->streak &&
+        (*op->streak >= p->inline_cap || (op->fair && bytes > 0 && bytes < SMALL_READ &&
+                                          *op->streak >= 1 && p->live_streams > 1))) {
         /* Fairness: this owner had its run; its next completion waits its turn in the port. */
         *op->streak = 0;
         if (serving == p) {

@@ -436,6 +436,8 @@ static void read_next(wsx_stream *s)
         return;
     s->rop.port = s->port;
     s->rop.is_read = s->rbuf != NULL; /* a zero-byte read's 0 bytes are not EOF */
+    /* The read that follows a wakeup is part of that wakeup's service, not a new one. */
+    s->rop.fair = s->rbuf != NULL && !s->after_wake;
     s->reading = 1;
     s->pending++;
     s->read_at = GetTickCount();

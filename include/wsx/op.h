@@ -50,6 +50,7 @@ struct wsx_op {
     unsigned char kind;
     unsigned char is_read;          /* a 0-byte success means EOF */
     unsigned char completed_inline; /* this completion did not come through the port */
+    unsigned char fair; /* a small read that, done at once, may wait its turn (port.c SMALL_READ) */
 };
 
 /* Prepare an op once; owner_gen may be NULL. */
