@@ -25,6 +25,7 @@ typedef struct config {
     DWORD initial;
     DWORD accept_timeout;
     DWORD idle_timeout;
+    DWORD send_timeout;
     long max_conns;
     DWORD buffer_size;
     size_t max_queued;
@@ -72,6 +73,8 @@ static void usage(FILE *f)
         "  --accept-timeout SECONDS  close clients that connect and send nothing for this long\n"
         "                            (needs --initial-data > 0); 0 = never  [10]\n"
         "  --idle-timeout SECONDS    close connections idle this long; 0 = never  [0]\n"
+        "  --send-timeout SECONDS    reset a connection whose echo has waited this long for\n"
+        "                            the client to read; 0 = never  [60]\n"
         "  --max-conns N             beyond N open connections, close new ones at once;\n"
         "                            0 = no limit  [0]\n"
         "  --buffer-size BYTES       receive buffer (512-16777216)  [65536]\n"
@@ -127,9 +130,10 @@ static int parse_onoff(const char *opt, const char *v)
 }
 
 static const char *const options[] = {
-    "--listen",          "--threads",        "--accepts",     "--initial-data", "--accept-timeout",
-    "--idle-timeout",    "--max-conns",      "--buffer-size", "--max-queued",   "--skip-on-success",
-    "--zero-byte-reads", "--stats-interval", "--stop-after",  "--trace",        "--reuse",
+    "--listen",         "--threads",      "--accepts",         "--initial-data",
+    "--accept-timeout", "--idle-timeout", "--send-timeout",    "--max-conns",
+    "--buffer-size",    "--max-queued",   "--skip-on-success", "--zero-byte-reads",
+    "--stats-interval", "--stop-after",   "--trace",           "--reuse",
 };
 
 static void parse_args(int argc, char **argv)
@@ -144,6 +148,7 @@ static void parse_args(int argc, char **argv)
     cfg.accepts = 16;
     cfg.initial = 4096;
     cfg.accept_timeout = 10;
+    cfg.send_timeout = 60;
     cfg.buffer_size = 65536;
     cfg.skip = 1;
     cfg.zero = 1;
@@ -196,6 +201,8 @@ static void parse_args(int argc, char **argv)
             cfg.accept_timeout = (DWORD)parse_num(name, val, 0, 86400);
         } else if (strcmp(name, "--idle-timeout") == 0) {
             cfg.idle_timeout = (DWORD)parse_num(name, val, 0, 86400);
+        } else if (strcmp(name, "--send-timeout") == 0) {
+            cfg.send_timeout = (DWORD)parse_num(name, val, 0, 86400);
         } else if (strcmp(name, "--max-conns") == 0) {
             cfg.max_conns = (long)parse_num(name, val, 0, 10000000);
         } else if (strcmp(name, "--buffer-size") == 0) {
@@ -394,6 +401,7 @@ int main(int argc, char **argv)
     }
     memset(&po, 0, sizeof po);
     po.buffer_size = cfg.buffer_size;
+    po.send_timeout_ms = cfg.send_timeout ? cfg.send_timeout * 1000 : INFINITE;
     for (nports = 0; nports < cfg.threads && err == 0; nports++) {
         err = wsx_port_create(&ports[nports], &po);
         if (err == 0)

@@ -22,7 +22,8 @@ struct wsx_port {
     DWORD thread_ids[WSX_MAX_WORKERS];
     int nthreads;
     unsigned inline_cap;
-    ULONG batch; /* entries asked of one GetQueuedCompletionStatusEx */
+    ULONG batch;        /* entries asked of one GetQueuedCompletionStatusEx */
+    DWORD send_timeout; /* ms; INFINITE: none */
     wsx_buf_pool *bufs;
     /* Streams are recycled, never freed while the port lives: a late completion can always read
      * its owner's generation. */

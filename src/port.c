@@ -52,6 +52,7 @@ int wsx_port_create(wsx_port **out, const wsx_port_opts *opts)
         return WSAENOBUFS;
     p->inline_cap = opts && opts->inline_cap ? opts->inline_cap : 4;
     p->batch = opts && opts->batch ? opts->batch : wsx__on_wine() ? 1 : BATCH;
+    p->send_timeout = opts && opts->send_timeout_ms ? opts->send_timeout_ms : 60000;
     if (p->batch > BATCH)
         p->batch = BATCH;
     InitializeSRWLock(&p->streams_lock);

@@ -23,6 +23,7 @@ typedef struct wsx__tf {
     DWORD len;
     wsx_buf *head, *tail;
     wsx__sendq q_after; /* sends queued after the file wait here until it is done */
+    DWORD sent_at;      /* GetTickCount when the TransmitFile was posted (send timeout) */
 } wsx__tf;
 
 #define TF_REQ(s) ((s)->tf && (s)->tf->req)
@@ -34,6 +35,7 @@ typedef struct wsx__wr {
     SLIST_ENTRY entry; /* first: the port's free list is an interlocked SLIST */
     wsx_op op;
     wsx__sendq q;
+    DWORD sent_at; /* GetTickCount when the send in flight was posted (send timeout) */
 } wsx__wr;
 
 /* Free send states a port keeps beyond those in use; more go back to the heap at its sweep. */
@@ -467,6 +469,7 @@ static void transmit_next(wsx_stream *s)
     all = tb.HeadLength + t->len + tb.TailLength;
     s->transmitting = 1;
     s->pending++;
+    t->sent_at = GetTickCount();
     /* A TransmitFile that succeeds at once reports no count: it sent everything asked. */
     err = ext->TransmitFile(s->sock, t->file, t->len, 0, &t->op.ov, &tb, 0) ? 0 : -1;
     if (WSX_TRACING())
@@ -500,6 +503,7 @@ static void write_next(wsx_stream *s)
     s->wr->op.port = s->port;
     s->writing = 1;
     s->pending++;
+    s->wr->sent_at = GetTickCount();
     rc = WSASend(s->sock, wb, (DWORD)count, &n, 0, &s->wr->op.ov, NULL);
     if (WSX_TRACING())
         trace_post(s, "send", rc, n, total);
@@ -638,8 +642,17 @@ static void on_recv(wsx_op *op, const wsx_status *st)
     s_leave(s);
 }
 
-/* Park the hot streams of port p whose read has waited park_ms or more (see HOT_MS). Streams are
- * never freed while their port lives, so the list can be walked; a busy stream is skipped. */
+/* A send (or TransmitFile) in flight for the port's send timeout or longer: the peer stopped
+ * reading. */
+static int send_stuck(const wsx_stream *s, DWORD now, DWORD limit)
+{
+    return limit != INFINITE && ((s->writing && now - s->wr->sent_at >= limit) ||
+                                 (s->transmitting && now - s->tf->sent_at >= limit));
+}
+
+/* Park the hot streams of port p whose read has waited park_ms or more (see HOT_MS), and reset
+ * those whose send is stuck. Streams are never freed while their port lives, so the list can be
+ * walked; a busy stream is skipped. */
 void wsx__stream_sweep(wsx_port *p, DWORD park_ms)
 {
     DWORD now = GetTickCount();
@@ -658,6 +671,15 @@ void wsx__stream_sweep(wsx_port *p, DWORD park_ms)
                 wsx__trace_event(s->id, s->gen, "recv", "park", 0, NULL, NULL, 0, NULL);
             if (!CancelIoEx((HANDLE)s->sock, &s->rop.ov))
                 s->parking = 0; /* it has completed already: its completion is on its way */
+        }
+        if (!s->closed && send_stuck(s, now, p->send_timeout)) {
+            wsx_status st = wsx_status_from_wsa(WSAETIMEDOUT);
+            if (WSX_TRACING())
+                wsx__trace_event(s->id, s->gen, s->writing ? "send" : "transmitfile", "timeout", 0,
+                                 &st, NULL, 0, NULL);
+            set_why(s, &st);
+            drop_queue(s);
+            close_socket(s, 1); /* the completions that follow end the stream */
         }
         ReleaseSRWLockExclusive(&s->lock);
     }

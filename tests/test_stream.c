@@ -157,6 +157,63 @@ Test(stream, send_64_mib_to_a_slow_reader)
     finish(p);
 }
 
+/* A peer that stops reading is reset once a send has been in flight for the port's send timeout;
+ * one that reads slowly keeps its connection (each send completes well within the timeout). */
+Test(stream, send_timeout_resets_a_peer_that_stopped_reading)
+{
+    enum { TOTAL = 16 << 20 };
+    wsx_port_opts po;
+    wsx_port *p = NULL;
+    ctx stuck, slow;
+    SOCKET cs, cl;
+    char *data = malloc(TOTAL), *got = malloc(65536);
+    size_t seen = 0;
+    DWORD t0, took;
+    int n;
+
+    memset(&po, 0, sizeof po);
+    po.send_timeout_ms = 600;
+    cr_assert_eq(wsx_port_create(&p, &po), 0);
+    cr_assert_eq(wsx_port_start(p, 1), 0);
+    ctx_init(&stuck);
+    ctx_init(&slow);
+    stuck.sink = slow.sink = 1;
+    cs = open_pair(p, &stuck, NULL);
+    cl = open_pair(p, &slow, NULL);
+    for (size_t i = 0; i < TOTAL; i++)
+        data[i] = (char)pattern(i);
+    t0 = GetTickCount();
+    cr_assert_eq(wsx_stream_send(stuck.s, data, TOTAL), 0);
+    cr_assert_eq(wsx_stream_send(slow.s, data, 4 << 20), 0);
+    while (seen < (4u << 20)) {
+        n = recv(cl, got, 65536, 0);
+        cr_assert_gt(n, 0, "the slow reader lost its connection after %zu bytes", seen);
+        cr_assert_eq(memcmp(got, data + seen, (size_t)n), 0);
+        seen += (size_t)n;
+        Sleep(2);
+    }
+    wait_closed(&stuck, 10000);
+    took = GetTickCount() - t0;
+    cr_assert_eq(stuck.why.wsa, WSAETIMEDOUT, "why: %d", stuck.why.wsa);
+    cr_assert_geq(took, 500, "reset after %lu ms, before the timeout", (unsigned long)took);
+    do
+        n = recv(cs, got, 65536, 0);
+    while (n > 0);
+    if (n == 0) /* Wine 8.0: an RST that came while no recv was pending reads as FIN (C7) */
+        n = send(cs, "x", 1, 0);
+    cr_assert_lt(n, 0, "the stuck peer gets a reset, not a FIN");
+    cr_assert_eq(WSAGetLastError(), WSAECONNRESET);
+    cr_assert_eq(WaitForSingleObject(slow.closed, 0), WAIT_TIMEOUT, "the slow reader is open");
+    cr_assert_eq(wsx_stream_close(slow.s), 0);
+    wait_closed(&slow, 5000);
+    cr_assert_eq(slow.why.wsa, 0);
+    closesocket(cs);
+    closesocket(cl);
+    free(data);
+    free(got);
+    finish(p);
+}
+
 typedef struct pusher {
     SOCKET s;
     size_t total;
@@ -634,7 +691,7 @@ Test(stream, port_closes_idle_streams_then_all)
  * other 88 at once. docs/semantics.md P12. */
 static LONG64 small_read_requeues(int others, int by_hand)
 {
-    wsx_port_opts po = {0, 512, 0, 0};
+    wsx_port_opts po = {0, 512, 0, 0, 0};
     wsx_stream_opts o = {0, 0, 1, 0};
     wsx_port_stats st;
     wsx_port *p = NULL;

@@ -34,6 +34,10 @@ typedef struct wsx_port_opts {
      * Wine takes each entry with its own wineserver round trip and one more to find the queue
      * empty, so a batch only adds a call there. */
     unsigned batch;
+    /* A send or TransmitFile still in flight after this long resets its connection (on_close's
+     * why: WSAETIMEDOUT), checked every 250 ms: a peer that stops reading must not hold a
+     * connection and its queued buffers for ever, closing or not. 0 = 60000; INFINITE = none. */
+    DWORD send_timeout_ms;
 } wsx_port_opts;
 
 typedef struct wsx_port_stats {
