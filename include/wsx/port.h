@@ -24,9 +24,10 @@ extern "C" {
 typedef struct wsx_port wsx_port;
 
 typedef struct wsx_port_opts {
-    /* Inline completions in a row per owner before a requeue; 0 = 4. A read of under 4 KiB that
-     * completes at once after its stream was served inline is requeued at once when the port has
-     * other streams (request/response fairness, docs/semantics.md P12). */
+    /* Inline completions in a row per owner before a requeue; 0 = 4 (8 times that for the small
+     * exchanges of a stream alone on its port). A read of under 4 KiB that completes at once after
+     * its stream was served inline is requeued at once when the port has other streams
+     * (request/response fairness, docs/semantics.md P12). */
     unsigned inline_cap;
     DWORD buffer_size;  /* size of the port's buffer pool (streams read into it); 0 = 65536 */
     size_t max_buffers; /* bound of that pool; 0 = no bound */
