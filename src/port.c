@@ -136,6 +136,17 @@ void wsx__port_flush(void)
     delivering = 0;
 }
 
+/* The thread-local lists of ops (inline completions, requeued ones) are linked by inline_next. */
+static void append(wsx_op **head, wsx_op **tail, wsx_op *op)
+{
+    op->inline_next = NULL;
+    if (*tail)
+        (*tail)->inline_next = op;
+    else
+        *head = op;
+    *tail = op;
+}
+
 void wsx__port_complete(wsx_op *op, DWORD bytes, LONG status, int sync_wsa)
 {
     wsx_port *p = op->port;
@@ -153,12 +164,7 @@ void wsx__port_complete(wsx_op *op, DWORD bytes, LONG status, int sync_wsa)
         /* Fairness: this owner had its run; its next completion waits its turn in the port. */
         *op->streak = 0;
         if (serving == p) {
-            op->inline_next = NULL;
-            if (turn_tail)
-                turn_tail->inline_next = op;
-            else
-                turn_head = op;
-            turn_tail = op;
+            append(&turn_head, &turn_tail, op);
             InterlockedIncrement64(&p->requeued);
             return;
         }
@@ -171,12 +177,7 @@ void wsx__port_complete(wsx_op *op, DWORD bytes, LONG status, int sync_wsa)
         (*op->streak)++;
     InterlockedIncrement64(&p->inline_done);
     op->completed_inline = 1;
-    op->inline_next = NULL;
-    if (inline_tail)
-        inline_tail->inline_next = op;
-    else
-        inline_head = op;
-    inline_tail = op;
+    append(&inline_head, &inline_tail, op);
 }
 
 /* Hand the ops this thread requeued to the port itself (it stops taking completions). */
