@@ -199,9 +199,12 @@ static int port_batch(wsx_port *p, DWORD timeout)
     int stops = 0;
     int outer = !delivering;
     wsx_port *was = serving;
-    wsx_op *turn = turn_head; /* requeued in earlier rounds: they go after what the port holds */
+    /* Requeued in earlier rounds: they go after what the port holds. A poll nested in a callback
+     * (maybe of another port) leaves them to the round they belong to. */
+    wsx_op *turn = outer ? turn_head : NULL;
 
-    turn_head = turn_tail = NULL;
+    if (outer)
+        turn_head = turn_tail = NULL;
     serving = p;
     for (;;) {
         if (!GetQueuedCompletionStatusEx(p->iocp, e, p->batch, &n, turn ? 0 : timeout, FALSE)) {
