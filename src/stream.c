@@ -795,11 +795,8 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     }
     if (err) {
         closesocket(sock);
-        AcquireSRWLockExclusive(&port->streams_lock);
-        s->u.next_free = port->free_streams;
-        port->free_streams = s;
-        InterlockedDecrement(&port->live_streams);
-        ReleaseSRWLockExclusive(&port->streams_lock);
+        s->port = port; /* a new object has none yet */
+        stream_release(s);
         return err;
     }
     s_enter(s);

@@ -807,6 +807,25 @@ Test(stream, callbacks_call_into_their_own_stream)
     finish(p);
 }
 
+/* A socket already on another port cannot join this one: the open fails, closes the socket and
+ * gives the stream object back (the port can still be destroyed: no count leaked). */
+Test(stream, open_on_a_second_port_fails_and_leaks_nothing)
+{
+    wsx_port *a = port_with_workers(1), *b = port_with_workers(1);
+    SOCKET srv, cli = t_pair("127.0.0.1:0", &srv);
+    wsx_stream *s = (wsx_stream *)&s;
+    int skip;
+
+    cr_assert_eq(wsx_port_associate(a, srv, 0, &skip), 0);
+    cr_assert_neq(wsx_stream_open(b, srv, NULL, &echo_cb, NULL, NULL, 0, &s), 0);
+    cr_assert_null(s);
+    cr_assert_eq(send(srv, "x", 1, 0), SOCKET_ERROR, "the socket was closed");
+    cr_assert_eq(WSAGetLastError(), WSAENOTSOCK);
+    cr_assert_eq(wsx_port_destroy(b), 0, "no stream left counted on b");
+    closesocket(cli);
+    finish(a);
+}
+
 Test(stream, bad_arguments)
 {
     wsx_port *p = port_with_workers(1);
