@@ -187,7 +187,11 @@ static void turn_to_port(void)
         wsx_op *op = turn_head;
         turn_head = op->inline_next;
         op->inline_next = NULL;
-        PostQueuedCompletionStatus(op->port->iocp, (DWORD)op->ov.InternalHigh, WSX_KEY_IO, &op->ov);
+        /* A port that refuses the packet (out of memory, its handle gone) must not lose a
+         * counted op: it completes inline, at the caller's next delivery boundary. */
+        if (!PostQueuedCompletionStatus(op->port->iocp, (DWORD)op->ov.InternalHigh, WSX_KEY_IO,
+                                        &op->ov))
+            append(&inline_head, &inline_tail, op);
     }
     turn_tail = NULL;
 }
@@ -196,23 +200,27 @@ static int port_batch(wsx_port *p, DWORD timeout)
 {
     OVERLAPPED_ENTRY e[BATCH];
     ULONG n = 0, taken = 0;
-    int stops = 0;
+    int stops = 0, rc = 0;
     int outer = !delivering;
     wsx_port *was = serving;
     /* Requeued in earlier rounds: they go after what the port holds. A poll nested in a callback
-     * (maybe of another port) leaves them to the round they belong to. */
+     * (maybe of another port) is a round of its own: the outer round's inline completions and
+     * requeued ops wait for that round (draining them here would run a stream's callbacks inside
+     * its own), and what the nested round requeues goes back to its port (its callbacks may
+     * belong to another thread). */
     wsx_op *turn = outer ? turn_head : NULL;
+    wsx_op *held_head = inline_head, *held_tail = inline_tail;
+    wsx_op *held_turn_head = turn_head, *held_turn_tail = turn_tail;
 
-    if (outer)
-        turn_head = turn_tail = NULL;
+    if (!outer)
+        inline_head = inline_tail = NULL;
+    turn_head = turn_tail = NULL;
     serving = p;
     for (;;) {
         if (!GetQueuedCompletionStatusEx(p->iocp, e, p->batch, &n, turn ? 0 : timeout, FALSE)) {
             DWORD err = GetLastError();
-            if (turn == NULL) {
-                serving = was;
-                return err == WAIT_TIMEOUT ? WSAETIMEDOUT : wsx_error_from_win32(err);
-            }
+            if (turn == NULL)
+                rc = err == WAIT_TIMEOUT ? WSAETIMEDOUT : wsx_error_from_win32(err);
             break;
         }
         delivering = 1;
@@ -241,12 +249,23 @@ static int port_batch(wsx_port *p, DWORD timeout)
         drain_inline();
     }
     serving = was;
-    if (outer)
+    if (outer) {
         delivering = 0;
+    } else {
+        turn_to_port();
+        turn_head = held_turn_head;
+        turn_tail = held_turn_tail;
+        if (held_head) { /* every delivery above was drained: the held ones go first */
+            held_tail->inline_next = inline_head;
+            if (inline_head == NULL)
+                inline_tail = held_tail;
+            inline_head = held_head;
+        }
+    }
     /* One sentinel stops one worker: hand the extras of this batch to the others. */
     for (int k = 1; k < stops; k++)
         PostQueuedCompletionStatus(p->iocp, 0, WSX_KEY_STOP, NULL);
-    return stops ? WSAESHUTDOWN : 0;
+    return stops ? WSAESHUTDOWN : rc;
 }
 
 /* One thread at a time sweeps, at most every SWEEP_MS. */
@@ -274,6 +293,7 @@ int wsx_port_poll(wsx_port *p, DWORD timeout_ms)
     rc = port_batch(p, timeout_ms);
     if (!delivering) {
         turn_to_port(); /* the caller may not poll again soon */
+        wsx__port_flush();
         maybe_sweep(p);
     }
     return rc;
@@ -292,6 +312,7 @@ static DWORD WINAPI worker_main(void *arg)
             maybe_sweep(p);
     } while (rc == 0 || rc == WSAETIMEDOUT);
     turn_to_port();
+    wsx__port_flush();
     return 0;
 }
 

@@ -12,7 +12,8 @@ typedef struct ctx {
     wsx_status why;
     volatile LONG64 bytes;
     volatile LONG completions[WSX_OP_COUNT][WSX_KIND_OTHER + 1];
-    int sink; /* count and drop data instead of echoing it */
+    int sink;   /* count and drop data instead of echoing it */
+    int inside; /* in one of this stream's callbacks (the nested-poll test) */
 } ctx;
 
 static void ctx_init(ctx *c)
@@ -805,6 +806,105 @@ Test(stream, callbacks_call_into_their_own_stream)
     closesocket(cb);
     wait_closed(&b, 5000);
     finish(p);
+}
+
+/* A callback that polls another port (here B, with one user op posted each time) runs B's round
+ * only: the inline completions and requeued ops that A's round has not delivered yet wait for it.
+ * Delivered from B's round they would run a stream's callbacks inside its own. */
+static wsx_port *nested_port;
+static wsx_op nested_op;
+static volatile LONG nested_ran, nested_polls, reentered;
+
+static void nested_fn(wsx_op *op, const wsx_status *st)
+{
+    (void)op;
+    (void)st;
+    InterlockedIncrement(&nested_ran);
+}
+
+static void poll_nested(void)
+{
+    wsx_op_init(&nested_op, WSX_OP_USER, nested_fn, NULL, NULL);
+    if (wsx_port_post(nested_port, &nested_op, 0, 0) == 0) {
+        InterlockedIncrement(&nested_polls);
+        wsx_port_poll(nested_port, 0);
+    }
+}
+
+static void nested_on_data(wsx_stream *s, wsx_buf *b)
+{
+    ctx *c = wsx_stream_user(s);
+    if (c->inside++)
+        InterlockedIncrement(&reentered);
+    on_data(s, b);
+    poll_nested();
+    c->inside--;
+}
+
+static void nested_on_complete(wsx_stream *s, wsx_op_kind kind, const wsx_status *st)
+{
+    ctx *c = wsx_stream_user(s);
+    if (c->inside++)
+        InterlockedIncrement(&reentered);
+    on_complete(s, kind, st);
+    poll_nested();
+    c->inside--;
+}
+
+Test(stream, poll_nested_in_a_callback_runs_only_its_own_round)
+{
+    static const wsx_stream_callbacks cb = {nested_on_data, NULL, on_close, nested_on_complete,
+                                            NULL};
+    wsx_port_opts po = {0, 512, 0, 0, 0};
+    wsx_stream_opts o = {0, 0, 1, 0};
+    wsx_port_stats st;
+    wsx_port *p = NULL;
+    ctx c[2];
+    SOCKET cli[2], srv;
+    char out[600], in[2][600];
+    u_long nb = 1;
+
+    cr_assert_eq(wsx_port_create(&p, &po), 0);
+    cr_assert_eq(wsx_port_create(&nested_port, NULL), 0);
+    for (int k = 0; k < 2; k++) {
+        ctx_init(&c[k]);
+        cli[k] = t_pair("127.0.0.1:0", &srv);
+        cr_assert_eq(wsx_stream_open(p, srv, &o, &cb, &c[k], NULL, 0, &c[k].s), 0);
+        ioctlsocket(cli[k], FIONBIO, &nb);
+    }
+    for (int i = 0; i < 600; i++)
+        out[i] = (char)pattern((size_t)i);
+    for (int round = 0; round < 20; round++) {
+        int got[2] = {0, 0};
+        for (int k = 0; k < 2; k++)
+            cr_assert_eq(send(cli[k], out, 600, 0), 600);
+        for (int i = 0; i < 500 && (got[0] < 600 || got[1] < 600); i++) {
+            wsx_port_poll(p, 10);
+            for (int k = 0; k < 2; k++) {
+                int r = recv(cli[k], in[k] + got[k], 600 - got[k], 0);
+                got[k] += r > 0 ? r : 0;
+            }
+        }
+        for (int k = 0; k < 2; k++) {
+            cr_assert_eq(got[k], 600, "round %d, client %d: all echoed", round, k);
+            cr_assert_eq(memcmp(in[k], out, 600), 0, "round %d, client %d: in order", round, k);
+        }
+    }
+    wsx_port_get_stats(p, &st);
+    cr_assert_geq(st.requeued, 1, "the 88-byte reads waited their turn (the case under test)");
+    cr_assert_eq(reentered, 0, "a stream's callback ran inside its own");
+    cr_assert_gt(nested_polls, 0);
+    cr_assert_eq(nested_ran, nested_polls, "each nested poll ran its own port's completion");
+    for (int k = 0; k < 2; k++)
+        closesocket(cli[k]);
+    for (int i = 0; i < 500 && (WaitForSingleObject(c[0].closed, 0) != WAIT_OBJECT_0 ||
+                                WaitForSingleObject(c[1].closed, 0) != WAIT_OBJECT_0);
+         i++)
+        wsx_port_poll(p, 10);
+    wait_closed(&c[0], 5000);
+    wait_closed(&c[1], 5000);
+    cr_assert_eq(wsx_port_destroy(p), 0);
+    cr_assert_eq(wsx_port_destroy(nested_port), 0);
 }
 
 /* A socket already on another port cannot join this one: the open fails, closes the socket and
