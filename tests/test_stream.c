@@ -907,6 +907,43 @@ Test(stream, poll_nested_in_a_callback_runs_only_its_own_round)
     cr_assert_eq(wsx_port_destroy(nested_port), 0);
 }
 
+/* A stream holds a send state (op + queue, 144 bytes) only while it has something to send: it
+ * takes one from the port's free list and gives it back once its send's completion was
+ * delivered. Four streams echoing one after the other share one state: a stream that kept its
+ * own would leave the list empty, one that gave it back without the next reusing it would leave
+ * four. */
+static USHORT free_send_states(wsx_port *p, USHORT want)
+{
+    for (int i = 0; i < 200 && QueryDepthSList(&p->free_wr) != want; i++)
+        Sleep(10);
+    return QueryDepthSList(&p->free_wr);
+}
+
+Test(stream, an_idle_stream_holds_no_send_state)
+{
+    wsx_port *p = port_with_workers(1);
+    ctx c[4];
+    SOCKET cli[4];
+    char buf[5];
+
+    for (int k = 0; k < 4; k++) {
+        ctx_init(&c[k]);
+        cli[k] = open_pair(p, &c[k], NULL);
+    }
+    cr_assert_eq(QueryDepthSList(&p->free_wr), 0, "no stream has sent yet");
+    for (int k = 0; k < 4; k++) {
+        cr_assert_eq(send(cli[k], "hello", 5, 0), 5);
+        t_recv_all(cli[k], buf, 5);
+        cr_assert_eq(memcmp(buf, "hello", 5), 0);
+        cr_assert_eq(free_send_states(p, 1), 1, "after stream %d's echo: one state, given back", k);
+    }
+    for (int k = 0; k < 4; k++) {
+        closesocket(cli[k]);
+        wait_closed(&c[k], 5000);
+    }
+    finish(p);
+}
+
 /* A socket already on another port cannot join this one: the open fails, closes the socket and
  * gives the stream object back (the port can still be destroyed: no count leaked). */
 Test(stream, open_on_a_second_port_fails_and_leaks_nothing)
