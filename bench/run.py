@@ -218,6 +218,109 @@ def run_one(name, program, wine, opts, workload, cfg):
     return res
 
 
+# A reply line of a wineserver started with -d1: one per request it served.
+REPLY = re.compile(rb"^[0-9a-f]{4}: [a-z_]+\(\) = ", re.M)
+
+
+def wine_env():
+    return dict(os.environ, WINEPREFIX=str(WINEPREFIX), WINEDEBUG="-all")
+
+
+def stop_wineserver():
+    """Stop our prefix's wineserver (no server of ours runs at this point) and wait for it."""
+    subprocess.run(["wineserver", "-k"], env=wine_env(), stdout=subprocess.DEVNULL,
+                   stderr=subprocess.DEVNULL)
+    for _ in range(100):
+        if wineserver_pid() is None:
+            return
+        time.sleep(0.1)
+
+
+def count_one(name, program, opts, workload, cfg, logpath):
+    """One ping-pong run against the logging wineserver: requests it served per echo, counted
+    between the load generator's marks of its measured window."""
+    try:
+        srv = Server(name, program, True, server_args(name, opts, workload, cfg.threads))
+    except RuntimeError as e:
+        return None, str(e)
+    rfd, wfd = os.pipe()
+    cmd = [str(LOAD), workload.mode, "--addr", f"127.0.0.1:{srv.port}", "--conns",
+           str(workload.conns), "--size", str(workload.size), "--duration", str(cfg.duration),
+           "--warmup", str(cfg.warmup), "--mark-fd", str(wfd)]
+    load = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(wfd,))
+    os.close(wfd)
+    at = {}
+    with os.fdopen(rfd, "rb") as marks:
+        for line in marks:  # ends when the load generator exits
+            at[line.strip().decode()] = logpath.stat().st_size
+    out, err = load.communicate(timeout=180)
+    srv.stop()
+    try:
+        res = json.loads(out)
+    except ValueError:
+        return None, f"load generator: {err.decode(errors='replace').strip()}"
+    if not res["ok"] or "measure" not in at or "drain" not in at or not res["total"]:
+        return None, "; ".join(res.get("errors", [])[:3]) or "no measured window"
+    with open(logpath, "rb") as f:
+        f.seek(at["measure"])
+        requests = len(REPLY.findall(f.read(at["drain"] - at["measure"])))
+    return requests / res["total"], None
+
+
+def request_counts(servers, opts, workloads, cfg):
+    """Wineserver requests per echo, the cost that bounds every server under Wine: one more
+    ping-pong run of each Wine server against a wineserver of our prefix that logs every request
+    (-d1; slower, so only the counts are kept). Returns {workload key: {server: value or None}}."""
+    todo = [(w, s) for w in workloads if w.mode == "pingpong" for s in servers
+            if SERVERS_BY_NAME[s][2]]
+    if not todo:
+        return {}
+    counts = {}
+    stop_wineserver()
+    with tempfile.TemporaryDirectory(prefix="wsx-bench-") as d:
+        logpath = Path(d) / "wineserver.log"
+        with open(logpath, "ab") as logf:
+            ws = subprocess.Popen(["wineserver", "-f", "-p", "-d1"], env=wine_env(),
+                                  stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=logf)
+        try:
+            # Wine's own services start with the first program: before the counting, not in it.
+            subprocess.run([str(WINE_RUN), "cmd.exe", "/c", "exit"], cwd=ROOT,
+                           stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                           stderr=subprocess.DEVNULL, timeout=60)
+            for w, s in todo:
+                name, program, _, _ = SERVERS_BY_NAME[s]
+                v, why = count_one(name, program, opts[s], w, cfg, logpath)
+                counts.setdefault(w.key, {})[s] = v
+                log(f"[requests] {w.title:<20} {s:<7} "
+                    + (f"{v:.2f} wineserver requests per echo" if v is not None else f"FAILED: {why}"))
+                with open(logpath, "r+b") as f:
+                    f.truncate(0)  # the log only grows; each run reads its own window
+        finally:
+            stop_wineserver()
+            try:
+                ws.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                ws.kill()
+                ws.wait()
+    return counts
+
+
+def request_rows(rows, counts):
+    """Add a "wineserver req/echo" row (lower is better) after each ping-pong workload's rows."""
+    for key, per in counts.items():
+        w = next(w for w in WORKLOADS if w.key == key)
+        clean = {s: v for s, v in per.items() if v is not None}
+        peers = [clean[s] for s in clean if SERVERS_BY_NAME[s][3] == "peer"]
+        row = {"workload": w.title, "metric": "wineserver req/echo", "unit": "requests",
+               "higher_is_better": False, "median": dict(per),
+               "values": {s: [v] for s, v in clean.items()},
+               "failed": {s: int(v is None) for s, v in per.items()},
+               "best_peer": min(peers) if peers else None, "wine_vs_native": None}
+        row["wsx_vs_best_peer"] = clean["wsx"] / row["best_peer"] if "wsx" in clean and peers else None
+        last = max((i for i, r in enumerate(rows) if r["workload"] == w.title), default=len(rows) - 1)
+        rows.insert(last + 1, row)
+
+
 def fmt(v):
     if v is None:
         return "-"
@@ -353,6 +456,9 @@ def main():
     ap.add_argument("--servers", default=",".join(SERVERS_BY_NAME), help="comma-separated subset")
     ap.add_argument("--only", default=",".join(w.key for w in WORKLOADS),
                     help="workloads: " + ", ".join(f"{w.key} ({w.title})" for w in WORKLOADS))
+    ap.add_argument("--no-requests", action="store_true",
+                    help="skip counting wineserver requests per echo (a run per Wine server and "
+                         "ping-pong workload against a logging wineserver, after the table's runs)")
     cfg = ap.parse_args()
     cfg.reps = cfg.reps or (1 if cfg.quick else 3)
     cfg.duration, cfg.warmup, cfg.hold = (1.0, 0.3, 0.5) if cfg.quick else (2.0, 0.5, 1.0)
@@ -403,7 +509,9 @@ def main():
                 log(f"[{len(runs):3}/{total} {int(el) // 60:2}m{int(el) % 60:02}s] rep {rep + 1} "
                     f"{w.title:<20} {s:<7} {what}")
 
+    counts = {} if cfg.no_requests else request_counts(servers, opts, workloads, cfg)
     rows = summarize(runs, servers, cfg.reps)
+    request_rows(rows, counts)
     ws_growth = [r["aux_per_conn"] for r in runs if r["ok"] and r.get("aux_per_conn", -1) >= 0]
     elapsed = time.monotonic() - t0
     meta = {
@@ -421,6 +529,11 @@ def main():
     print_table(rows, servers, meta["threads_used"])
     log("(Nt): threads the server ran. wsx/peer: wsx / best of asio and libuv (above 1 is better "
         "for ^, below 1 for v). wine/native: best server under Wine / native epoll (what Wine costs).")
+    if counts:
+        log("wineserver req/echo: requests the wineserver served per echo in one more run of each "
+            "Wine server, against a wineserver that logs them (-d1). A socket call on an accepted "
+            "socket that completes at once is 3 under Wine 8.0, so 6 is any server's floor; while "
+            "the wineserver is the bottleneck, best peer / wsx here bounds the msg/s ratio.")
     if any(w.key == "idle" for w in workloads):
         log("*wineserver: growth of its RSS while the connections were held; it keeps its heap, so "
         "after an earlier run has grown it this reads near 0 (largest seen: "
@@ -436,7 +549,7 @@ def main():
 
     RESULTS.mkdir(parents=True, exist_ok=True)
     with open(RESULTS / "bench.json", "w") as f:
-        json.dump({"meta": meta, "table": rows, "runs": runs}, f, indent=1)
+        json.dump({"meta": meta, "table": rows, "runs": runs, "requests_per_echo": counts}, f, indent=1)
     try:
         chart(rows, servers, RESULTS / "bench.png", meta)
         log(f"\nwrote {RESULTS / 'bench.json'} and {RESULTS / 'bench.png'} ({elapsed:.0f} s of runs)")

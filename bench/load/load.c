@@ -17,7 +17,8 @@
  *
  * Timed modes (pingpong, stream, accept) measure for DURATION seconds, from when WARMUP seconds
  * have passed and every connection has had an echo back (10 s more at most), then stop sending and
- * wait up to 5 s for every byte still in flight to come back.
+ * wait up to 5 s for every byte still in flight to come back. With --mark-fd FD they write
+ * "measure\n" and "drain\n" to FD when the measured window opens and closes.
  *
  * Every byte that comes back is checked: connection stream bytes come from one random pattern at
  * an offset of their own, so lost, duplicated, reordered or crossed data fails the compare.
@@ -69,7 +70,8 @@ static struct {
     size_t size, window;
     double duration, warmup, hold, timeout;
     int server_pid, aux_pid;
-} opt = {PINGPONG, {0}, 1, 64, 0, 5.0, 0.5, 2.0, 60.0, 0, 0};
+    int mark_fd; /* gets "measure\n" and "drain\n" when the measured window opens and closes */
+} opt = {PINGPONG, {0}, 1, 64, 0, 5.0, 0.5, 2.0, 60.0, 0, 0, -1};
 
 static unsigned char pat[PAT_LEN + IO_MAX];
 static unsigned char rbuf[IO_MAX];
@@ -99,7 +101,7 @@ static void usage(void)
     fprintf(stderr,
             "usage: load pingpong|stream|accept|idle --addr IP:PORT [--conns C] [--size BYTES]\n"
             "            [--duration S] [--warmup S] [--window BYTES] [--hold S] [--timeout S]\n"
-            "            [--server-pid PID] [--aux-pid PID]\n");
+            "            [--server-pid PID] [--aux-pid PID] [--mark-fd FD]\n");
     exit(2);
 }
 
@@ -330,6 +332,13 @@ static int busy(const conn *c)
     return c->fd >= 0 && (c->connecting || c->rx < c->tx || c->rx < c->msg_end);
 }
 
+/* Tell whoever watches (bench/run.py counting wineserver requests) where the window is. */
+static void mark(const char *what)
+{
+    if (opt.mark_fd >= 0 && write(opt.mark_fd, what, strlen(what)) < 0)
+        opt.mark_fd = -1;
+}
+
 /* Move the run along its phases; 0 when it is over. */
 static int advance(int64_t t)
 {
@@ -349,6 +358,7 @@ static int advance(int64_t t)
         /* Measure from when every connection is served and the warm-up time is over. */
         if (t >= t_measure && nwarm == opt.conns) {
             phase = MEASURE;
+            mark("measure\n");
             t_measure = t;
             t_drain = t + (int64_t)(opt.duration * 1e9);
         } else if (t - t_measure > 10000000000) {
@@ -360,6 +370,7 @@ static int advance(int64_t t)
     case MEASURE:
         if (t >= t_drain) {
             phase = DRAIN;
+            mark("drain\n");
             measured_ns = t - t_measure;
         }
         return 1;
@@ -527,6 +538,8 @@ int main(int argc, char **argv)
             opt.server_pid = (int)num(v);
         else if (strcmp(k, "--aux-pid") == 0)
             opt.aux_pid = (int)num(v);
+        else if (strcmp(k, "--mark-fd") == 0)
+            opt.mark_fd = (int)num(v);
         else
             usage();
     }
