@@ -124,9 +124,16 @@ void wsx__trace_event(unsigned long long conn, LONG gen, const char *op, const c
     wsx__trace_line(line, (size_t)n);
 }
 
+static void close_out(HANDLE h)
+{
+    if (h != GetStdHandle(STD_OUTPUT_HANDLE))
+        CloseHandle(h);
+}
+
 int wsx_trace_open(const char *path)
 {
     HANDLE h;
+    int err;
 
     if (path == NULL)
         return WSAEINVAL;
@@ -144,16 +151,28 @@ int wsx_trace_open(const char *path)
     head = tail = 0;
     dropped = 0;
     ReleaseSRWLockExclusive(&lock);
-    if (ring == NULL)
+    if (ring == NULL) {
+        close_out(h);
         return WSAENOBUFS;
+    }
+    /* The event lives as long as the process: a thread still finishing a line when the trace
+     * closes may set it, and a closed handle's value can name another object by then. */
+    if (wake == NULL && (wake = CreateEventW(NULL, FALSE, FALSE, NULL)) == NULL) {
+        err = wsx_error_from_win32(GetLastError());
+        close_out(h);
+        return err;
+    }
     out = h;
     stopping = 0;
-    wake = CreateEventW(NULL, FALSE, FALSE, NULL);
     QueryPerformanceFrequency(&freq);
     QueryPerformanceCounter(&t0);
     writer = CreateThread(NULL, 0, writer_main, NULL, 0, NULL);
-    if (writer == NULL)
-        return wsx_error_from_win32(GetLastError());
+    if (writer == NULL) {
+        err = wsx_error_from_win32(GetLastError());
+        close_out(h);
+        out = NULL;
+        return err;
+    }
     InterlockedExchange(&wsx__trace_on, 1);
     return 0;
 }
@@ -173,9 +192,7 @@ void wsx_trace_close(void)
     SetEvent(wake);
     WaitForSingleObject(writer, INFINITE);
     CloseHandle(writer);
-    CloseHandle(wake);
-    if (out != GetStdHandle(STD_OUTPUT_HANDLE))
-        CloseHandle(out);
+    close_out(out);
     out = NULL;
 }
 

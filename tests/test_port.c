@@ -1,5 +1,7 @@
 #include "helpers.h"
 
+#include <stdio.h>
+
 TestSuite(port, .init = t_startup, .timeout = 60);
 
 typedef struct hits {
@@ -357,4 +359,48 @@ Test(port, closed_sockets_wrong_families_bad_sizes)
     cr_assert_eq(wsx_stream_shutdown(s), 0);
     cr_assert_eq(wsx_stream_send(s, "late", 4), WSAESHUTDOWN, "no send after shutdown");
     closesocket(cli);
+}
+
+/* The trace writes every line and an end line that counts drops, closes, opens again on another
+ * file, and a path it cannot create leaves it closed. */
+static int trace_lines(const char *path, char *first, size_t cap, char *last)
+{
+    FILE *f = fopen(path, "rb");
+    char line[1024];
+    int n = 0;
+
+    cr_assert_not_null(f, "trace file %s", path);
+    while (fgets(line, sizeof line, f)) {
+        if (n++ == 0)
+            snprintf(first, cap, "%s", line);
+        snprintf(last, cap, "%s", line);
+    }
+    fclose(f);
+    return n;
+}
+
+Test(port, trace_writes_closes_and_opens_again)
+{
+    char path[2][MAX_PATH + 64], tmp[MAX_PATH], first[1024], last[1024];
+    wsx_status st = wsx_status_from_wsa(WSAECONNRESET);
+
+    cr_assert_gt(GetTempPathA(sizeof tmp, tmp), 0);
+    for (int k = 0; k < 2; k++) {
+        snprintf(path[k], sizeof path[k], "%swsx-trace-%lu-%d.jsonl", tmp, GetCurrentProcessId(),
+                 k);
+        cr_assert_eq(wsx_trace_open(path[k]), 0);
+        cr_assert_eq(wsx_trace_enabled(), 1);
+        for (int i = 0; i < 100; i++)
+            wsx__trace_event((unsigned long long)i + 1, 1, "recv", "done", 5, &st, NULL, 0, NULL);
+        wsx_trace_close();
+        wsx_trace_close(); /* twice: no effect */
+        cr_assert_eq(wsx_trace_enabled(), 0);
+        cr_assert_eq(trace_lines(path[k], first, sizeof first, last), 101, "trace %d", k);
+        cr_assert_not_null(strstr(first, "\"conn\":1,"), "%s", first);
+        cr_assert_not_null(strstr(first, "\"wsa_name\":\"WSAECONNRESET\""), "%s", first);
+        cr_assert_not_null(strstr(last, "\"phase\":\"end\",\"dropped\":0"), "%s", last);
+        cr_assert(DeleteFileA(path[k]));
+    }
+    cr_assert_neq(wsx_trace_open("Z:\\no\\such\\directory\\trace.jsonl"), 0);
+    cr_assert_eq(wsx_trace_enabled(), 0);
 }
