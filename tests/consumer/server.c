@@ -18,7 +18,7 @@ static const wsx_stream_callbacks cb = {on_data, NULL, on_close, NULL, NULL};
 
 static void on_accept(wsx_listener *l, const wsx_accepted *a, void *port)
 {
-    wsx_stream_opts o = {0, /*zero_byte_reads*/ 1, /*skip_on_success*/ 1, 0};
+    wsx_stream_opts o = {.zero_byte_reads = 1, .skip_on_success = 1};
     wsx_stream *s;
     (void)l;
     wsx_stream_open(port, a->s, &o, &cb, NULL, a->data, a->len, &s); /* initial data first */
@@ -30,7 +30,7 @@ int main(int argc, char **argv)
     wsx_port *port;
     wsx_listener *l;
     wsx_sockaddr addr;
-    wsx_listener_opts lo = {/*accepts*/ 16, /*initial_data*/ 4096, /*accept_timeout_s*/ 10, 0, 0};
+    wsx_listener_opts lo = {.accepts = 16, .initial_data = 4096, .accept_timeout_s = 10};
     char text[WSX_ADDRSTRLEN];
     if (WSAStartup(MAKEWORD(2, 2), &w) != 0 || wsx_port_create(&port, NULL) != 0 ||
         wsx_port_start(port, 2) != 0 ||
