@@ -110,6 +110,19 @@ def test_stop_after_with_clients_connected(wsx_only):
     assert stats["accepted"] == 5 and stats["open"] == 0, srv.output()
 
 
+def test_long_stop_after_does_not_stop_early(wsx_only):
+    # 4,294,968 s * 1000 wraps a 32-bit millisecond count to 704 ms.
+    srv = start_wsx_echo("--listen", "127.0.0.1:0", "--stop-after", "4294968")
+    try:
+        time.sleep(2)
+        assert srv.proc.poll() is None, srv.output()
+        with connect(srv.addr) as s:
+            s.sendall(b"still here")
+            assert recv_exact(s, 10) == b"still here"
+    finally:
+        assert srv.stop() == 0, srv.output()
+
+
 def test_ctrl_c_with_clients_connected(wsx_only):
     srv = start_wsx_echo("--listen", "127.0.0.1:0")
     socks = _clients(srv.addr, 5)

@@ -384,7 +384,8 @@ int main(int argc, char **argv)
     WSADATA wsa;
     wsx_port_opts po;
     wsx_listener_opts lo;
-    DWORD start, last_stats, last_idle;
+    DWORD last_stats, last_idle;
+    ULONGLONG start; /* --stop-after is up to a year: 64-bit ticks (a DWORD wraps at 49.7 days) */
     int err;
 
     parse_args(argc, argv);
@@ -437,10 +438,11 @@ int main(int argc, char **argv)
     fflush(stdout);
     SetConsoleCtrlHandler(on_console_event, TRUE);
 
-    start = last_stats = last_idle = GetTickCount();
+    start = GetTickCount64();
+    last_stats = last_idle = GetTickCount();
     while (WaitForSingleObject(stop_event, 200) == WAIT_TIMEOUT) {
         DWORD now = GetTickCount();
-        if (cfg.stop_after && now - start >= cfg.stop_after * 1000)
+        if (cfg.stop_after && GetTickCount64() - start >= (ULONGLONG)cfg.stop_after * 1000)
             break;
         if (cfg.stats_interval && now - last_stats >= cfg.stats_interval * 1000) {
             last_stats = now;
