@@ -234,7 +234,10 @@ static VOID CALLBACK on_tick(PVOID arg, BOOLEAN fired)
         if (sl->posted) {
             DWORD secs = 0xFFFFFFFF;
             int len = (int)sizeof secs;
-            if (l->o.initial_data == 0 || l->o.accept_timeout_s == 0 || sl->s == INVALID_SOCKET)
+            /* An AcceptEx that has completed (its packet still in the port) got the client's
+             * bytes: not a client to reap. */
+            if (l->o.initial_data == 0 || l->o.accept_timeout_s == 0 || sl->s == INVALID_SOCKET ||
+                HasOverlappedIoCompleted(&sl->op.ov))
                 continue;
             /* 0xFFFFFFFF: no client yet. Closing the socket completes its AcceptEx with an
              * error; on_accept then counts it as reaped and posts a fresh one. */
