@@ -82,9 +82,9 @@ static void usage(FILE *f)
         "                            sent (>= --buffer-size)  [4 x --buffer-size]\n"
         "  --skip-on-success on|off  complete I/O that succeeds at once without the port  [on]\n"
         "  --zero-byte-reads on|off  idle connections hold no receive buffer  [on]\n"
-        "  --reuse on|off            accept into sockets of connections that ended in order\n"
-        "                            (DisconnectEx TF_REUSE_SOCKET; Wine 8.0 refuses them and a\n"
-        "                            new socket is taken)  [off]\n"
+        "  --reuse on|off            accept into sockets of connections that ended in order, on\n"
+        "                            one worker per listener (DisconnectEx TF_REUSE_SOCKET; Wine\n"
+        "                            8.0 refuses it and new sockets are taken)  [off]\n"
         "  --trace FILE|-            write a JSON line per overlapped operation event to FILE\n"
         "                            (- = stdout); see docs/trace.md  [off]\n"
         "  --stats-interval SECONDS  print stats every SECONDS; 0 = only at exit  [0]\n"
@@ -277,7 +277,9 @@ static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
     wsx_stream_opts o;
     wsx_stream *s;
     LONG live, peak;
-    wsx_port *port = user; /* the listener's: a recycled socket stays associated with it */
+    /* With --reuse, a listener's connections stay on its port: a recycled socket comes back
+     * associated with the port of the stream it served, for life. */
+    wsx_port *port = user;
 
     if (a->eof) { /* the client sent FIN before any data: nothing to echo */
         closesocket(a->s);
@@ -301,9 +303,10 @@ static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
     memset(&o, 0, sizeof o);
     o.max_queued = cfg.max_queued;
     o.zero_byte_reads = cfg.zero;
-    o.skip_on_success = cfg.skip;
-    o.associated = a->reused; /* a recycled socket kept its association with the port */
-    if (!a->reused)
+    /* A recycled socket is in skip-on-success mode for good (wsx_listener_recycle set it). */
+    o.skip_on_success = cfg.skip || a->reused;
+    o.associated = a->reused;
+    if (!cfg.reuse)
         port = ports[(ULONG)InterlockedIncrement(&next_port) % (ULONG)nports];
     /* Callbacks, on_close included, may run on other threads before this returns. */
     if (wsx_stream_open(port, a->s, &o, cfg.reuse ? &reuse_callbacks : &echo_callbacks, l, a->data,

@@ -39,8 +39,11 @@ typedef struct wsx_accepted {
     wsx_sockaddr local, remote;
     const char *data; /* the initial data; valid during the callback only */
     DWORD len;
-    int eof;    /* the client sent FIN before any data (initial-data accepts only) */
-    int reused; /* a recycled socket: already associated with the port */
+    int eof; /* the client sent FIN before any data (initial-data accepts only) */
+    /* A recycled socket: still associated with the port of the stream it served (a socket keeps
+     * its port for life) and in skip-on-success mode (wsx_listener_recycle sets it). Open it on
+     * that port with associated = 1 and skip_on_success = 1. */
+    int reused;
 } wsx_accepted;
 
 typedef void (*wsx_accept_fn)(wsx_listener *l, const wsx_accepted *a, void *user);
