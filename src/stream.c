@@ -796,6 +796,8 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     if (err) {
         closesocket(sock);
         s->port = port; /* a new object has none yet */
+        s->closed = s->finished =
+            1; /* a free object looks finished to close_streams and the sweep */
         stream_release(s);
         return err;
     }

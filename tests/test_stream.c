@@ -958,6 +958,8 @@ Test(stream, open_on_a_second_port_fails_and_leaks_nothing)
     cr_assert_null(s);
     cr_assert_eq(send(srv, "x", 1, 0), SOCKET_ERROR, "the socket was closed");
     cr_assert_eq(WSAGetLastError(), WSAENOTSOCK);
+    cr_assert_eq(wsx_port_close_streams(b, 0, WSX_CLOSE_RESET), 0,
+                 "the given-back object is no stream");
     cr_assert_eq(wsx_port_destroy(b), 0, "no stream left counted on b");
     closesocket(cli);
     finish(a);
