@@ -796,8 +796,8 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     if (err) {
         closesocket(sock);
         s->port = port; /* a new object has none yet */
-        s->closed = s->finished =
-            1; /* a free object looks finished to close_streams and the sweep */
+        /* A free object must look finished to wsx_port_close_streams and the sweep. */
+        s->closed = s->finished = 1;
         stream_release(s);
         return err;
     }
