@@ -261,9 +261,11 @@ static const wsx_stream_callbacks *cbs_intern(wsx_port *p, const wsx_stream_call
     return c ? &c->cb : NULL;
 }
 
+/* Bytes waiting to be sent, those queued behind a TransmitFile included: backpressure counts
+ * them all, or a peer that stops reading during a file could grow the queue by sending. */
 static size_t queued(const wsx_stream *s)
 {
-    return s->wr ? s->wr->q.queued : 0;
+    return (s->wr ? s->wr->q.queued : 0) + (s->tf ? s->tf->q_after.queued : 0);
 }
 
 /* The stream's send state, from the port's free list or the heap. NULL: no memory. */
@@ -454,19 +456,31 @@ static void transmit_next(wsx_stream *s)
     wsx__tf *t = s->tf;
     TRANSMIT_FILE_BUFFERS tb;
     const wsx_ext *ext;
-    DWORD all;
+    LARGE_INTEGER size;
+    DWORD all, body;
     int err;
 
-    if (wsx_ext_get(s->sock, &ext) != 0 || wsx_op_begin(&t->op) != 0)
+    if (wsx_op_begin(&t->op) != 0)
         return;
     t->op.port = s->port;
+    if ((err = wsx_ext_get(s->sock, &ext)) != 0) {
+        /* The request was accepted: it ends through on_transmit like a failed call, or the
+         * sends queued behind it and a graceful close would wait for it for ever. */
+        s->transmitting = 1;
+        s->pending++;
+        wsx__port_complete(&t->op, 0, 0, err);
+        return;
+    }
     t->op.ov.Offset = (DWORD)t->offset; /* TransmitFile reads the file from here */
     t->op.ov.OffsetHigh = (DWORD)(t->offset >> 32);
     tb.Head = t->head ? t->head->data : NULL;
     tb.HeadLength = t->head ? t->head->len : 0;
     tb.Tail = t->tail ? t->tail->data : NULL;
     tb.TailLength = t->tail ? t->tail->len : 0;
-    all = tb.HeadLength + t->len + tb.TailLength;
+    body = t->len;
+    if (body == 0 && GetFileSizeEx(t->file, &size) && (ULONGLONG)size.QuadPart > t->offset)
+        body = (DWORD)min((ULONGLONG)size.QuadPart - t->offset, MAXDWORD); /* 0: the rest */
+    all = tb.HeadLength + body + tb.TailLength;
     s->transmitting = 1;
     s->pending++;
     t->sent_at = GetTickCount();
@@ -750,6 +764,8 @@ static void on_transmit(wsx_op *op, const wsx_status *st)
         } else {
             s->bytes_out += r.bytes;
             write_next(s);
+            if (s->throttled)
+                read_next(s);
             check_done(s);
         }
     }

@@ -396,6 +396,58 @@ Test(accept, transmit_file_in_order_with_sends)
     CloseHandle(f);
 }
 
+/* A file going to a peer that stopped reading: what the peer sends meanwhile is echoed behind the
+ * file, and that queue counts toward max_queued, so reading pauses instead of growing it. */
+Test(accept, sends_queued_behind_a_file_pause_reading)
+{
+    wsx_port *p;
+    SOCKET srv, cli = t_pair("127.0.0.1:0", &srv);
+    wsx_stream *s;
+    wsx_stream_opts o = {.max_queued = 131072, .skip_on_success = 1};
+    wsx_stream_info info;
+    char path[MAX_PATH], dir[MAX_PATH], *chunk = calloc(1, 65536);
+    long long pushed = 0;
+    HANDLE f;
+    u_long nb = 1;
+
+    cr_assert_eq(wsx_port_create(&p, NULL), 0);
+    cr_assert_eq(wsx_port_start(p, 1), 0);
+    cr_assert(GetTempPathA(sizeof dir, dir));
+    cr_assert(GetTempFileNameA(dir, "wsx", 0, path));
+    f = CreateFileA(path, GENERIC_READ | GENERIC_WRITE, 0, NULL, CREATE_ALWAYS,
+                    FILE_FLAG_OVERLAPPED | FILE_FLAG_DELETE_ON_CLOSE, NULL);
+    cr_assert_neq(f, INVALID_HANDLE_VALUE);
+    {
+        LARGE_INTEGER end = {.QuadPart = 32 << 20}; /* 32 MiB: more than loopback holds */
+        cr_assert(SetFilePointerEx(f, end, NULL, FILE_BEGIN) && SetEndOfFile(f));
+    }
+    cr_assert_eq(wsx_stream_open(p, srv, &o, &echo_cb, NULL, NULL, 0, &s), 0);
+    cr_assert_eq(wsx_stream_transmit_file(s, f, 0, 0, NULL, 0, NULL, 0), 0);
+    ioctlsocket(cli, FIONBIO, &nb);
+    for (int i = 0; i < 300 && pushed < (8 << 20); i++) { /* the client sends, never reads */
+        int r = send(cli, chunk, 65536, 0);
+        if (r > 0)
+            pushed += r;
+        else
+            Sleep(10);
+    }
+    wsx_stream_get_info(s, &info);
+    cr_assert_eq(info.reading_paused, 1, "pushed %lld, queued %zu", pushed, info.queued);
+    cr_assert_leq(info.queued, info.max_queued + 65536, "queued %zu", info.queued);
+    cr_assert_gt(info.queued, 0);
+    {
+        struct linger lg = {1, 0}; /* the client resets: the file and the queue behind it end */
+        int rc = -1;
+        setsockopt(cli, SOL_SOCKET, SO_LINGER, (char *)&lg, sizeof lg);
+        closesocket(cli);
+        for (int i = 0; i < 500 && (rc = wsx_port_destroy(p)) != 0; i++)
+            Sleep(10);
+        cr_assert_eq(rc, 0, "the stream ended, every buffer back");
+    }
+    CloseHandle(f);
+    free(chunk);
+}
+
 Test(accept, validation_wine_does_not_do)
 {
     wsx_sockaddr la;
