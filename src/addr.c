@@ -114,18 +114,18 @@ int wsx_addr_format(const struct sockaddr *sa, int len, char *out, size_t cap)
 
 static int parse_u32(const char *s, const char *end, unsigned long max, unsigned long *out)
 {
-    unsigned long v = 0;
+    unsigned long long v = 0; /* 10 digits fit; unsigned long is 32 bits on Windows */
 
     if (s == end || end - s > 10)
         return WSAEINVAL;
     for (const char *p = s; p < end; p++) {
         if (*p < '0' || *p > '9')
             return WSAEINVAL;
-        v = v * 10 + (unsigned long)(*p - '0');
+        v = v * 10 + (unsigned)(*p - '0');
         if (v > max)
             return WSAEINVAL;
     }
-    *out = v;
+    *out = (unsigned long)v;
     return 0;
 }
 
