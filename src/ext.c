@@ -144,6 +144,19 @@ int wsx__ext_load(SOCKET s, const GUID *guids, wsx_ext *out)
     return first_error;
 }
 
+int wsx__ext_socket_error(const wsx_ext *e)
+{
+    for (int id = 0; id < WSX_EXT_COUNT; id++) {
+        int err = e->missing_error[id];
+        /* A provider without the function answers WSAEOPNOTSUPP, or WSAEINVAL for a GUID it
+         * does not know; anything else (WSAENOTSOCK: closed meanwhile; WSAENETDOWN) is the
+         * socket's or the moment's, and must not be cached for the provider. */
+        if ((e->missing & WSX_EXT_BIT(id)) && err != WSAEOPNOTSUPP && err != WSAEINVAL)
+            return err;
+    }
+    return 0;
+}
+
 /* Tables are immutable once published and never freed, so a returned pointer stays valid; the
  * lock only guards the list links. A process sees a handful of providers, so a list is enough. */
 typedef struct ext_entry {
@@ -171,6 +184,7 @@ int wsx_ext_get(SOCKET s, const wsx_ext **out)
     int len = sizeof pi;
     const wsx_ext *found;
     ext_entry *fresh;
+    int err;
 
     if (out == NULL)
         return WSAEFAULT;
@@ -197,6 +211,10 @@ int wsx_ext_get(SOCKET s, const wsx_ext **out)
     fresh->ext.protocol = pi.iProtocol;
     fresh->ext.provider = pi.ProviderId;
     wsx__ext_load(s, wsx__ext_guids, &fresh->ext);
+    if ((err = wsx__ext_socket_error(&fresh->ext)) != 0) {
+        free(fresh); /* this socket's failure, not the provider's: the next socket asks again */
+        return err;
+    }
 
     AcquireSRWLockExclusive(&ext_lock);
     found = ext_find(&pi);

@@ -86,6 +86,9 @@ void wsx__port_flush(void);
  * on socket `s`. Absent ones get their stub. Returns 0 or the WSAIoctl error of the first that
  * failed (the table is usable either way). Exposed so tests can ask for a missing function. */
 int wsx__ext_load(SOCKET s, const GUID *guids, wsx_ext *out);
+/* The first error of a load that is the socket's, not the provider's (0: none): such a table is
+ * not cached. */
+int wsx__ext_socket_error(const wsx_ext *e);
 
 extern const GUID wsx__ext_guids[WSX_EXT_COUNT];
 

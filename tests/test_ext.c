@@ -140,7 +140,17 @@ Test(ext, missing_function_is_named_and_stubbed)
     WSASetLastError(0);
     cr_assert_eq(x.TransmitPackets(s, &el, 1, 0, NULL, 0), FALSE);
     cr_assert_eq(WSAGetLastError(), WSAEOPNOTSUPP);
+    cr_assert_eq(wsx__ext_socket_error(&x), 0, "the provider's answer (%d): cacheable",
+                 x.missing_error[WSX_EXT_TRANSMITPACKETS]);
     closesocket(s);
+    /* What the socket says is not the provider's: a load that failed with WSAENOTSOCK (the socket
+     * closed meanwhile: Windows' answer; Wine 8.0 hands out the pointers on a closed socket too)
+     * is not cached, one that lacks a function (WSAEOPNOTSUPP, WSAEINVAL) is. */
+    x.missing_error[WSX_EXT_TRANSMITPACKETS] = WSAEINVAL;
+    cr_assert_eq(wsx__ext_socket_error(&x), 0);
+    x.missing |= WSX_EXT_BIT(WSX_EXT_CONNECTEX);
+    x.missing_error[WSX_EXT_CONNECTEX] = WSAENOTSOCK;
+    cr_assert_eq(wsx__ext_socket_error(&x), WSAENOTSOCK);
 }
 
 /* The loaded pointers work: the functions the echo server does not use, called for real. */
