@@ -24,6 +24,8 @@ static WSX_TLS int delivering;
  * wait for its next round, behind what the port holds then, without a round trip through the port
  * (two wineserver calls under Wine, a system call on Windows). */
 static WSX_TLS wsx_port *serving;
+/* The port whose worker this thread is: only a worker's own round keeps a stop sentinel. */
+static WSX_TLS wsx_port *worker_of;
 static WSX_TLS wsx_op *turn_head;
 static WSX_TLS wsx_op *turn_tail;
 
@@ -229,6 +231,8 @@ static int port_batch(wsx_port *p, DWORD timeout)
                 stops += e[i].lpCompletionKey == WSX_KEY_STOP;
                 continue;
             }
+            if (e[i].lpCompletionKey != WSX_KEY_IO)
+                continue; /* not a wsx_op's OVERLAPPED (port.h, wsx_port_handle): never read it */
             InterlockedIncrement64(&p->dequeued);
             deliver(CONTAINING_RECORD(e[i].lpOverlapped, wsx_op, ov),
                     e[i].dwNumberOfBytesTransferred);
@@ -262,8 +266,10 @@ static int port_batch(wsx_port *p, DWORD timeout)
             inline_head = held_head;
         }
     }
-    /* One sentinel stops one worker: hand the extras of this batch to the others. */
-    for (int k = 1; k < stops; k++)
+    /* One sentinel stops one worker: a worker's round keeps one and hands the extras to the
+     * others; any other poll (by hand, nested in a callback) hands all back, or a worker would
+     * wait for its sentinel for ever and wsx_port_stop with it. */
+    for (int k = outer && worker_of == p; k < stops; k++)
         PostQueuedCompletionStatus(p->iocp, 0, WSX_KEY_STOP, NULL);
     return stops ? WSAESHUTDOWN : rc;
 }
@@ -275,6 +281,7 @@ static void maybe_sweep(wsx_port *p)
 
     if (now - (DWORD)p->last_sweep < SWEEP_MS || !TryAcquireSRWLockExclusive(&p->sweep_lock))
         return;
+    now = GetTickCount(); /* another thread may have swept since: its time, not ours, is last */
     if (now - (DWORD)p->last_sweep >= SWEEP_MS) {
         p->last_sweep = (LONG)now;
         wsx__stream_sweep(p, PARK_MS);
@@ -304,6 +311,7 @@ static DWORD WINAPI worker_main(void *arg)
     wsx_port *p = arg;
     int rc;
 
+    worker_of = p;
     /* Waits are bounded so that the sweep runs on a quiet port too; GetQueuedCompletionStatusEx
      * fails otherwise only when the port handle is gone. */
     do {
@@ -392,11 +400,15 @@ wsx_buf_pool *wsx_port_buffers(wsx_port *p)
 
 int wsx_port_destroy(wsx_port *p)
 {
+    int err;
+
     if (p == NULL)
         return 0;
     if (p->live_streams != 0)
         return WSAEINPROGRESS;
-    wsx_port_stop(p);
+    err = wsx_port_stop(p); /* WSAEINVAL from one of its workers: it would free what runs it */
+    if (err)
+        return err;
     wsx__stream_free_all(p);
     CloseHandle(p->iocp);
     wsx_buf_pool_destroy(p->bufs);

@@ -404,3 +404,75 @@ Test(port, trace_writes_closes_and_opens_again)
     cr_assert_neq(wsx_trace_open("Z:\\no\\such\\directory\\trace.jsonl"), 0);
     cr_assert_eq(wsx_trace_enabled(), 0);
 }
+
+/* Packets that are not a wsx_op's (another completion key) are never read as one. */
+Test(port, packets_with_other_keys_are_ignored)
+{
+    wsx_port *p = new_port(0);
+    struct {
+        OVERLAPPED ov;
+        unsigned char after[sizeof(wsx_op)]; /* what deliver() would read as the op's fields */
+    } foreign;
+    hits h = {0};
+    wsx_op op;
+    wsx_port_stats s;
+
+    memset(&foreign, 0xAB, sizeof foreign);
+    cr_assert(PostQueuedCompletionStatus(wsx_port_handle(p), 3, 77, &foreign.ov));
+    wsx_op_init(&op, WSX_OP_USER, count_fn, NULL, NULL);
+    op.user = &h;
+    cr_assert_eq(wsx_port_post(p, &op, 5, 0), 0);
+    for (int i = 0; i < 10 && h.count == 0; i++)
+        wsx_port_poll(p, 100);
+    cr_assert_eq(h.count, 1, "the op behind it still delivered");
+    wsx_port_get_stats(p, &s);
+    cr_assert_eq(s.dequeued, 1, "the foreign packet was not taken for an op");
+    cr_assert_eq(s.stale_dropped, 0);
+    cr_assert_eq(wsx_port_destroy(p), 0);
+}
+
+static DWORD WINAPI stop_fn(void *arg)
+{
+    return (DWORD)wsx_port_stop(arg);
+}
+
+static volatile LONG destroy_in_worker = -1;
+
+static void destroy_fn(wsx_op *op, const wsx_status *st)
+{
+    (void)st;
+    InterlockedExchange(&destroy_in_worker, wsx_port_destroy(op->user));
+}
+
+/* A poll that is not a worker's round (a thread polling by hand while the workers run, or a poll
+ * nested in a callback) gives a stop sentinel it took back: the worker it was meant for gets it
+ * and wsx_port_stop returns. And a worker cannot destroy its own port. */
+Test(port, stop_sentinels_reach_the_workers)
+{
+    wsx_port *p = new_port(0);
+    hits h = {0, {0}, 600};
+    wsx_op busy, d;
+    HANDLE t;
+    int took = 0;
+
+    cr_assert_eq(wsx_port_start(p, 1), 0);
+    wsx_op_init(&d, WSX_OP_USER, destroy_fn, NULL, NULL);
+    d.user = p;
+    cr_assert_eq(wsx_port_post(p, &d, 0, 0), 0);
+    for (int i = 0; i < 200 && destroy_in_worker == -1; i++)
+        Sleep(5);
+    cr_assert_eq(destroy_in_worker, WSAEINVAL, "destroy from the port's own worker");
+
+    wsx_op_init(&busy, WSX_OP_USER, count_fn, NULL, NULL);
+    busy.user = &h; /* the worker sleeps 600 ms in it */
+    cr_assert_eq(wsx_port_post(p, &busy, 0, 0), 0);
+    Sleep(100);
+    t = CreateThread(NULL, 0, stop_fn, p, 0, NULL);
+    for (int i = 0; i < 20 && !took; i++)
+        took = wsx_port_poll(p, 20) == WSAESHUTDOWN; /* this thread takes the sentinel first */
+    cr_assert(took, "the hand poll saw the sentinel");
+    cr_assert_eq(WaitForSingleObject(t, 5000), WAIT_OBJECT_0, "wsx_port_stop hung");
+    CloseHandle(t);
+    cr_assert_eq(h.count, 1);
+    cr_assert_eq(wsx_port_destroy(p), 0);
+}

@@ -52,7 +52,8 @@ typedef struct wsx_port_stats {
 WSX_API int wsx_port_create(wsx_port **out, const wsx_port_opts *opts);
 
 /* Stops the workers if running, then frees the port. Streams must be closed first (their
- * on_close has run); returns WSAEINPROGRESS, freeing nothing, while some are alive. */
+ * on_close has run); returns WSAEINPROGRESS, freeing nothing, while some are alive, and
+ * WSAEINVAL, freeing nothing, when called from one of the port's workers. */
 WSX_API int wsx_port_destroy(wsx_port *port);
 
 /* Associate a socket. skip_on_success: also set FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
@@ -69,9 +70,10 @@ WSX_API int wsx_port_stop(wsx_port *port);
 
 /* Run one batch on the calling thread (for single-threaded use and tests): waits up to timeout_ms
  * for completions and handles them. Returns 0, WSAETIMEDOUT, or WSAESHUTDOWN if it took a stop
- * sentinel. A callback may poll (another port, say): that poll delivers only what it takes from
- * its own port; what the calling round completed inline or requeued waits for that round, so a
- * stream's callbacks never run inside its own. */
+ * sentinel (wsx_port_stop's, for a worker: the poll puts it back for one). A callback may poll
+ * (another port, say): that poll delivers only what it takes from its own port; what the calling
+ * round completed inline or requeued waits for that round, so a stream's callbacks never run inside
+ * its own. */
 WSX_API int wsx_port_poll(wsx_port *port, DWORD timeout_ms);
 
 /* Complete `op` through the port with `bytes` and NTSTATUS `status` (user events, tests).
@@ -80,8 +82,10 @@ WSX_API int wsx_port_post(wsx_port *port, wsx_op *op, DWORD bytes, LONG status);
 
 /* A snapshot of the port's counters (each read atomically). NULL port: all zero. */
 WSX_API void wsx_port_get_stats(wsx_port *port, wsx_port_stats *out);
-/* The completion port HANDLE (NULL for NULL), e.g. to associate other handles or post packets
- * with completion keys of your own. Do not close it: wsx_port_destroy does. */
+/* The completion port HANDLE (NULL for NULL), e.g. to associate other handles with completion
+ * key 0. Every packet with an OVERLAPPED and key 0 must be the `ov` of a wsx_op (begun with
+ * wsx_op_begin; its fn runs on completion); packets with other keys are ignored, never read.
+ * Do not close it: wsx_port_destroy does. */
 WSX_API HANDLE wsx_port_handle(wsx_port *port);
 
 /* The port's buffer pool (streams read into its buffers). */
