@@ -82,6 +82,15 @@ def pytest_configure(config):
     ]:
         config.addinivalue_line("markers", line)
     config._wsx_kept = []
+    # Tests hold up to 3,000 client sockets at once: take the whole fd allowance.
+    try:
+        import resource
+        soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+        if hard == resource.RLIM_INFINITY or soft < hard:
+            resource.setrlimit(resource.RLIMIT_NOFILE, (hard if hard != resource.RLIM_INFINITY
+                                                        else max(soft, 65536), hard))
+    except (ImportError, ValueError, OSError):
+        pass  # not on this OS, or not allowed: the big tests say so when they run out
 
 
 def pytest_collection_modifyitems(config, items):
@@ -107,6 +116,7 @@ class Server:
         self.lines = []
         self.listeners = []
         self.stopped = False
+        self.stop_rc = None  # what stop() returned: the exit code, None if it had to be killed
         self.probes = 0  # connections made only to see the server is up (it may count them)
         # Own process group: a Ctrl-C at the terminal reaches pytest, not the server directly.
         group = (dict(creationflags=subprocess.CREATE_NEW_PROCESS_GROUP) if os.name == "nt"
@@ -127,12 +137,22 @@ class Server:
         time.sleep(0.05)
         self.host, self.port = self.listeners[0]
 
+    def wait_listeners(self, n, timeout=10):
+        """Wait until `n` 'listening on' lines have come (a server prints one per listener)."""
+        end = time.monotonic() + timeout
+        while len(self.listeners) < n and time.monotonic() < end and self.alive():
+            time.sleep(0.05)
+        return len(self.listeners) >= n
+
     def _read(self):
         for line in self.proc.stdout:
             self.lines.append(line.rstrip("\r\n"))
             m = LISTENING.search(line)
             if m:
-                self.listeners.append((m.group(1).strip("[]"), int(m.group(2))))
+                host = m.group(1).strip("[]")
+                # A wildcard listener is reached on the loopback address of its family.
+                host = {"0.0.0.0": "127.0.0.1", "::": "::1"}.get(host, host)
+                self.listeners.append((host, int(m.group(2))))
                 self._found.set()
         self._found.set()
 
@@ -175,8 +195,10 @@ class Server:
             except subprocess.TimeoutExpired:
                 self.kill()
                 self._reader.join(5)
+                self.stop_rc = None
                 return None
         self._reader.join(5)
+        self.stop_rc = self.proc.returncode
         return self.proc.returncode
 
     def kill(self):
@@ -228,9 +250,25 @@ def start_wine_server():
         _wine_started = True
 
 
+_direct = []  # servers started by start_wsx_echo, outside the fixtures
+
+
 def start_wsx_echo(*args, **kw):
     start_wine_server()
-    return Server(wsx_echo_argv(*args), **kw)
+    srv = Server(wsx_echo_argv(*args), **kw)
+    _direct.append(srv)
+    return srv
+
+
+@pytest.fixture(autouse=True)
+def _no_server_left_behind():
+    """A test that started wsx-echo by hand and failed before stopping it: kill it (by its PID)
+    so that it does not hold its port and its Wine process into the next tests."""
+    yield
+    while _direct:
+        srv = _direct.pop()
+        if srv.alive():
+            srv.kill()
 
 
 def free_port(family=socket.AF_INET, host="127.0.0.1"):
@@ -286,6 +324,9 @@ class Target:
         elif self.cmd:
             self.kind, self.caps = "cmd", parse_caps(config.getoption("--server-caps"))
         else:
+            if config.getoption("--server-caps"):
+                raise pytest.UsageError("--server-caps describes a --server-cmd server; without "
+                                        "--server-cmd the suite tests wsx-echo")
             self.kind, self.caps = "wsx", None  # read from --help on first use
         self.artifacts = None
 
@@ -439,9 +480,17 @@ def _shared_server(request, target):
     failed_before = request.session.testsfailed
     srv = target.start("shared-" + request.module.__name__, trace=target.has("trace"))
     yield srv, srv.addr
-    if srv.alive():
-        srv.stop()
-    _keep_or_clean(request.config, srv, request.session.testsfailed > failed_before)
+    problem = None
+    if not srv.alive():
+        problem = "%s exited during the module (rc=%s)" % (srv.name, srv.proc.returncode)
+    elif srv.stop() is None:
+        problem = "%s did not stop within 20 s of SIGINT" % srv.name
+    elif target.kind == "wsx" and srv.stop_rc != 0:
+        problem = "%s exited %s on SIGINT, not 0" % (srv.name, srv.stop_rc)
+    _keep_or_clean(request.config, srv,
+                   problem is not None or request.session.testsfailed > failed_before)
+    if problem:
+        pytest.fail(problem + "\n" + srv.output())
 
 
 @pytest.fixture
@@ -495,12 +544,11 @@ def spawn(request, target):
     for srv in started:
         if not srv.stopped and not srv.alive():
             problems.append("%s exited during the test (rc=%s)" % (srv.name, srv.proc.returncode))
-        if not srv.stopped:
-            rc = srv.stop()
-            if rc is None:
-                problems.append("%s did not stop within 20 s of SIGINT" % srv.name)
-            elif target.kind == "wsx" and rc != 0:
-                problems.append("%s exited %s on SIGINT, not 0" % (srv.name, rc))
+        # Stopped here or by the test itself: a hang or (wsx) a non-zero exit fails the test.
+        elif (srv.stop_rc if srv.stopped else srv.stop()) is None:
+            problems.append("%s did not stop within 20 s of SIGINT" % srv.name)
+        elif target.kind == "wsx" and srv.stop_rc != 0:
+            problems.append("%s exited %s on SIGINT, not 0" % (srv.name, srv.stop_rc))
         _keep_or_clean(request.config, srv, bool(problems) or _test_failed(request.node))
     if problems:
         pytest.fail("; ".join(problems) + "\n" + "\n".join(s.output() for s in started))

@@ -50,7 +50,8 @@ def test_dual_stack_serves_ipv4_and_ipv6(spawn):
 
 def test_ipv4_and_ipv6_listeners_side_by_side(spawn):
     srv = spawn(("listen", "127.0.0.1:0"), ("listen", "[::1]:0"))
-    assert len(srv.listeners) == 2, "expected two 'listening on' lines:\n" + srv.output()
+    assert srv.wait_listeners(2) and len(srv.listeners) == 2, (
+        "expected two 'listening on' lines:\n" + srv.output())
     for host, port in srv.listeners:
         family = socket.AF_INET6 if ":" in host else socket.AF_INET
         with connect((host, port), family=family) as s:

@@ -1,6 +1,7 @@
 """Random chunking: however the client splits its writes and reads, and however it pauses, the
 echo equals the input (hypothesis; each example on a new connection)."""
 import random
+import socket
 import threading
 import time
 
@@ -14,6 +15,7 @@ pytestmark = [pytest.mark.wire]
 
 MiB = 1 << 20
 TOTAL_CAP = 3 * MiB  # bytes per example, so an example stays short
+PAUSE_BUDGET = 3.0  # seconds of pauses per side and example: 1-byte reads with pauses end too
 PAUSES = st.sampled_from([0, 0, 0, 0, 0.001, 0.005, 0.02, 0.05])
 WRITES = st.lists(st.tuples(st.integers(1, MiB), PAUSES), min_size=1, max_size=16)
 READS = st.lists(st.tuples(st.integers(1, MiB), PAUSES), min_size=1, max_size=16)
@@ -33,13 +35,14 @@ def chunked_echo(addr, seed, writes, reads):
     err = []
 
     def reader():
-        i = 0
+        i, paused = 0, 0.0
         try:
             while len(got) < total:
                 size, pause = reads[i % len(reads)]
                 i += 1
-                if pause:
+                if pause and paused < PAUSE_BUDGET:
                     time.sleep(pause)
+                    paused += pause
                 b = s.recv(size)
                 if not b:
                     err.append("EOF after %d of %d bytes" % (len(got), total))
@@ -50,19 +53,30 @@ def chunked_echo(addr, seed, writes, reads):
 
     t = threading.Thread(target=reader, daemon=True)
     t.start()
-    off = 0
+    off, paused, extra = 0, 0.0, b""
     try:
         for size, pause in plan:
             s.sendall(data[off:off + size])
             off += size
-            if pause:
+            if pause and paused < PAUSE_BUDGET:
                 time.sleep(pause)
+                paused += pause
         t.join(60)
+        if not t.is_alive() and not err:
+            # Nothing more than the input comes back: our FIN, then the server's.
+            s.shutdown(socket.SHUT_WR)
+            s.settimeout(15)
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                extra += b
     finally:
         s.close()
     assert not t.is_alive(), "echo incomplete after 60 s: %d of %d bytes" % (len(got), total)
     assert not err, err
     assert len(got) == total
+    assert not extra, "%d bytes more than were sent came back" % len(extra)
     assert bytes(got) == data, "first difference at byte %d" % next(
         i for i in range(total) if got[i] != data[i])
 

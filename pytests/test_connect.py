@@ -64,7 +64,7 @@ def test_initial_data_accept_waits_for_the_first_bytes(spawn):
         silent.close()
         stats = srv.stats()
         assert stats is not None, "no stats line on stop:\n" + srv.output()
-        expected = 2 + (1 if expect_silent_counted else 0)
+        expected = 2 + (1 if expect_silent_counted else 0) + srv.probes
         assert stats.get("accepted") == expected, (
             "initial data %d: accepted=%s, expected %d (silent client %s); closed by %s\n%s"
             % (initial, stats.get("accepted"), expected,
@@ -223,5 +223,66 @@ def test_max_conns_refuses_the_extra_clients(spawn):
             pass
         assert time.monotonic() < end, "a free slot was not reused within 15 s"
         time.sleep(0.2)
+    for s in held:
+        s.close()
+
+
+@pytest.mark.needs("max-conns")
+@pytest.mark.timeout(120)
+def test_clients_that_reset_give_their_slots_back(spawn):
+    """Clients that reset in every state a connection can be in (just connected, mid-echo,
+    with the server's send stuck on them) must each free their slot: with --max-conns 4, four
+    clients are served afterwards, and a fifth is still refused."""
+    n = 4
+    srv = spawn(("max-conns", n))
+    big = os.urandom(8 << 20)
+    for round_ in range(6):
+        batch = [connect(srv.addr) for _ in range(n)]
+        batch[0].sendall(b"x")  # just sent
+        batch[1].sendall(b"echo me")
+        assert recv_exact(batch[1], 7) == b"echo me"
+        batch[2].setblocking(False)  # the server's echo stalls on a client that does not read
+        try:
+            batch[2].sendall(big)
+        except BlockingIOError:
+            pass
+        for s in batch:
+            abort(s)
+        end = time.monotonic() + 15
+        while True:  # the server may take a moment to see the resets
+            held = []
+            try:
+                for i in range(n):
+                    s = connect(srv.addr, timeout=3)
+                    held.append(s)
+                    s.sendall(b"slot %d" % i)
+                    if recv_exact(s, 6) != b"slot %d" % i:
+                        break
+                else:
+                    break
+            except (OSError, AssertionError):
+                pass
+            finally:
+                for s in held:
+                    s.close()
+            assert time.monotonic() < end, (
+                "round %d: %d slots of %d were not given back within 15 s" % (round_, n - len(held), n))
+            time.sleep(0.2)
+    held = []
+    for i in range(n):
+        end = time.monotonic() + 15
+        while True:
+            s = connect(srv.addr)
+            s.sendall(b"held")
+            try:
+                if recv_exact(s, 4) == b"held":
+                    break
+            except (OSError, AssertionError):
+                pass
+            s.close()
+            assert time.monotonic() < end, "slot %d not free" % i
+            time.sleep(0.2)
+        held.append(s)
+    assert refused(srv.addr), "client %d of a --max-conns %d server was served" % (n + 1, n)
     for s in held:
         s.close()

@@ -52,10 +52,8 @@ def slow_reader(addr, size=64 * MiB, pause=1.0):
 def test_slow_reader_64_mib_completes_when_it_reads_again(echo_server):
     """...and other clients are served all the while."""
     pinger = Pinger(echo_server)
-    in_flight, _ = slow_reader(echo_server)
-    pinger.stop()
-    # Everything between the two applications: both sides' kernel buffers and the server's queue.
-    assert in_flight < 64 * MiB
+    slow_reader(echo_server)
+    pinger.stop()  # fails unless the other client was served all along
 
 
 def reported_queued(srv):
