@@ -12,6 +12,10 @@
  * sweep: the read is cancelled, its buffer goes back to the pool, and the stream is cold again. */
 #define HOT_MS 50
 #define HOT_READS 2
+/* A graceful close reads on after its FIN and discards what comes, until the peer's FIN or this
+ * long: closing a socket with unread data sends RST, and on Linux (so under Wine) and Windows
+ * alike that throws away what the peer has not received yet, the end of our reply. */
+#define LINGER_MS 2000
 
 /* TransmitFile state, allocated on a stream's first wsx_stream_transmit_file (most never call it)
  * and kept for the stream object's life. */
@@ -68,7 +72,8 @@ struct wsx_stream {
      * the handler gets the lock, so the stream must not decide on it. */
     unsigned reading : 1, writing : 1, transmitting : 1;
     unsigned zero : 1, skip : 1, eof : 1, shut_req : 1, shut_done : 1, close_req : 1, closed : 1,
-        finished : 1, why_set : 1, throttled : 1, hot : 2, parking : 1, woken : 1, after_wake : 1;
+        finished : 1, why_set : 1, throttled : 1, hot : 2, parking : 1, woken : 1, after_wake : 1,
+        lingering : 1;
     wsx_buf *rbuf;
     wsx__tf *tf;
     size_t peak_queued;
@@ -415,9 +420,10 @@ static void read_next(wsx_stream *s)
     DWORD size = wsx_buf_pool_size(s->port->bufs);
     int rc;
 
-    if (s->reading || s->closed || s->eof || s->close_req)
+    if (s->reading || s->closed || s->eof)
         return;
-    if (queued(s) + size > s->max_queued) {
+    /* Closing, reads are discarded: they queue nothing, so they are not held back. */
+    if (!s->close_req && queued(s) + size > s->max_queued) {
         s->throttled = 1; /* backpressure: resumes when the queue drains (on_send) */
         return;
     }
@@ -555,8 +561,18 @@ static void check_done(wsx_stream *s)
         s->cb->on_release(s, sock);
         return;
     }
-    if ((s->eof && s->shut_done) || s->close_req)
+    if (s->eof && s->shut_done) {
         close_socket(s, 0);
+    } else if (s->close_req && s->shut_done) {
+        /* Our FIN is out: linger, reading, until the peer's FIN (or LINGER_MS, at the sweep). */
+        if (!s->lingering) {
+            s->lingering = 1;
+            s->last_data = GetTickCount(); /* the linger's start: no data is delivered now */
+        }
+        read_next(s);
+        if (!s->reading)
+            close_socket(s, 0); /* no read to linger on (no buffer): close now */
+    }
 }
 
 static void got_eof(wsx_stream *s)
@@ -624,18 +640,24 @@ static void on_recv(wsx_op *op, const wsx_status *st)
     s->rbuf = NULL;
     /* Our sweep's cancel took the read back: not an error, the stream reads on, cold. A read that
      * completed before the cancel reached it is delivered as usual. */
-    parked = s->parking && r.wsa == WSA_OPERATION_ABORTED && !s->closed && !s->close_req;
+    parked = s->parking && r.wsa == WSA_OPERATION_ABORTED && !s->closed;
     s->parking = 0;
     if (parked) {
         wsx_buf_put(b);
         s->hot = 0;
-    } else if (s->closed || (s->close_req && r.wsa != 0)) {
+    } else if (s->closed) {
         wsx_buf_put(b);
     } else if (r.wsa != 0) {
         wsx_buf_put(b);
         fail(s, &r);
     } else if (s->close_req) {
-        wsx_buf_put(b); /* closing: what still arrives is not delivered */
+        /* Closing: what still arrives is read (unread data would turn our close into a RST)
+         * and not delivered; the peer's FIN ends the linger. */
+        if (b == NULL)
+            s->woken = 1;
+        else if (r.bytes == 0)
+            s->eof = 1;
+        wsx_buf_put(b);
     } else if (b == NULL) {
         /* A zero-byte read completed: data (or FIN) is there. The full read posted next takes it
          * (it completes at once; with skip-on-success, inline), one buffer per wakeup: reading on
@@ -686,6 +708,8 @@ void wsx__stream_sweep(wsx_port *p, DWORD park_ms)
             if (!CancelIoEx((HANDLE)s->sock, &s->rop.ov))
                 s->parking = 0; /* it has completed already: its completion is on its way */
         }
+        if (s->lingering && !s->closed && s->pending > 0 && now - s->last_data >= LINGER_MS)
+            close_socket(s, 0); /* the peer sent no FIN in time; its read's completion ends it */
         if (!s->closed && send_stuck(s, now, p->send_timeout)) {
             wsx_status st = wsx_status_from_wsa(WSAETIMEDOUT);
             if (WSX_TRACING())
@@ -832,7 +856,7 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     s->woken = len > 0;
     s->last_data = GetTickCount();
     s->reading = s->writing = s->transmitting = 0;
-    s->finished = s->why_set = s->throttled = 0;
+    s->finished = s->why_set = s->throttled = s->lingering = 0;
     s->rbuf = NULL;
     tf_clear(s); /* kept by a reused stream object, empty since its last stream finished */
     mq = opts && opts->max_queued ? opts->max_queued : 4 * (size_t)wsx_buf_pool_size(port->bufs);
@@ -1023,9 +1047,7 @@ int wsx_stream_close(wsx_stream *s)
     } else {
         s->close_req = 1;
         s->shut_req = 1;
-        if (s->reading)
-            CancelIoEx((HANDLE)s->sock, &s->rop.ov);
-        check_done(s);
+        check_done(s); /* the read stays: what the peer still sends is read and dropped */
     }
     s_leave(s);
     wsx__port_flush();
@@ -1117,6 +1139,7 @@ int wsx_port_close_streams(wsx_port *p, DWORD idle_ms, wsx_close_how how)
 
         s_enter(s);
         if (!s->closed && !s->finished && s->port == p &&
+            (!s->close_req || how == WSX_CLOSE_RESET) &&
             (idle_ms == 0 || GetTickCount() - s->last_data >= idle_ms)) {
             err = close_how(s, how);
         }

@@ -944,6 +944,62 @@ Test(stream, an_idle_stream_holds_no_send_state)
     finish(p);
 }
 
+/* A graceful close while the peer still sends: the stream reads on after its FIN and drops what
+ * comes. Closing with that data unread would send RST, which throws away the end of the reply
+ * that the peer has not received yet (Linux, so Wine, and Windows alike). */
+static void drop_data(wsx_stream *s, wsx_buf *b)
+{
+    (void)s;
+    wsx_buf_put(b);
+}
+
+Test(stream, graceful_close_lingers_until_the_peer_is_done)
+{
+    static const wsx_stream_callbacks cb = {drop_data, NULL, on_close, NULL, NULL};
+    const size_t n = 4 << 20;
+    wsx_port *p = port_with_workers(1);
+    SOCKET srv, cli = t_pair("127.0.0.1:0", &srv);
+    char *out = malloc(n), *in = malloc(n), junk[4096];
+    size_t pushed = 0;
+    u_long nb = 1, blocking = 0;
+    ctx c;
+    int r;
+
+    int small = 32 << 10; /* most of the reply waits in the server's send buffer */
+
+    ctx_init(&c);
+    setsockopt(cli, SOL_SOCKET, SO_RCVBUF, (char *)&small, sizeof small);
+    cr_assert_eq(wsx_stream_open(p, srv, NULL, &cb, &c, NULL, 0, &c.s), 0);
+    for (size_t i = 0; i < n; i++)
+        out[i] = (char)pattern(i);
+    cr_assert_eq(wsx_stream_send(c.s, out, n), 0);
+    cr_assert_eq(wsx_stream_close(c.s), 0);
+    memset(junk, 'j', sizeof junk);
+    ioctlsocket(cli, FIONBIO, &nb); /* a pipelining client: it sends on before it reads */
+    for (int i = 0; i < 64 && pushed < (256 << 10); i++) {
+        r = send(cli, junk, sizeof junk, 0);
+        if (r > 0)
+            pushed += (size_t)r;
+        else
+            Sleep(5);
+    }
+    cr_assert_gt(pushed, 0);
+    ioctlsocket(cli, FIONBIO, &blocking);
+    Sleep(200);
+    t_recv_all(cli, in, (int)n);
+    cr_assert_eq(memcmp(in, out, n), 0, "the whole reply, in order");
+    r = recv(cli, junk, 1, 0);
+    cr_assert_eq(r, 0, "then the server's FIN, not a reset (recv %d, error %d)", r,
+                 WSAGetLastError());
+    closesocket(cli);
+    wait_closed(&c, 5000);
+    cr_assert_eq(c.why.kind, WSX_KIND_EOF, "it lingered until our FIN: %s",
+                 wsx_kind_name(c.why.kind));
+    free(out);
+    free(in);
+    finish(p);
+}
+
 /* A socket already on another port cannot join this one: the open fails, closes the socket and
  * gives the stream object back (the port can still be destroyed: no count leaked). */
 Test(stream, open_on_a_second_port_fails_and_leaks_nothing)

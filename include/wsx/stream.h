@@ -97,7 +97,9 @@ WSX_API int wsx_stream_transmit_file(wsx_stream *s, HANDLE file, ULONGLONG offse
 /* Half-close: after the queue is sent, shutdown(SD_SEND). Reading goes on. */
 WSX_API int wsx_stream_shutdown(wsx_stream *s);
 
-/* Graceful close: stop reading, send what is queued, FIN, close. */
+/* Graceful close: send what is queued, FIN, then close when the peer's FIN comes or after 2 s.
+ * What arrives meanwhile is read and dropped, not delivered: closing on unread data would send
+ * RST, which loses the end of what was sent (docs/semantics.md P16). */
 WSX_API int wsx_stream_close(wsx_stream *s);
 
 /* Abortive close: drop the queue, SO_LINGER {1,0}, cancel, close: the peer gets RST. */
