@@ -327,6 +327,20 @@ Test(accept, connectex_needs_a_bound_socket)
     closesocket(l);
 }
 
+/* A temporary file for TransmitFile, opened overlapped, deleted when closed. */
+static HANDLE temp_file(void)
+{
+    char path[MAX_PATH], dir[MAX_PATH];
+    HANDLE f;
+
+    cr_assert(GetTempPathA(sizeof dir, dir));
+    cr_assert(GetTempFileNameA(dir, "wsx", 0, path));
+    f = CreateFileA(path, GENERIC_READ | GENERIC_WRITE, 0, NULL, CREATE_ALWAYS,
+                    FILE_FLAG_OVERLAPPED | FILE_FLAG_DELETE_ON_CLOSE, NULL);
+    cr_assert_neq(f, INVALID_HANDLE_VALUE);
+    return f;
+}
+
 static HANDLE tf_file;
 static volatile LONG tf_second = -1;
 
@@ -351,18 +365,14 @@ Test(accept, transmit_file_in_order_with_sends)
     SOCKET srv, cli = t_pair("127.0.0.1:0", &srv);
     wsx_stream *s;
     wsx_stream_opts o = {0, 0, 1, 0};
-    char path[MAX_PATH], dir[MAX_PATH], got[32];
+    char got[32];
     HANDLE f;
     DWORD n;
 
     memset(&x, 0, sizeof x);
     cr_assert_eq(wsx_port_create(&p, NULL), 0);
     cr_assert_eq(wsx_port_start(p, 1), 0);
-    cr_assert(GetTempPathA(sizeof dir, dir));
-    cr_assert(GetTempFileNameA(dir, "wsx", 0, path));
-    f = CreateFileA(path, GENERIC_READ | GENERIC_WRITE, 0, NULL, CREATE_ALWAYS,
-                    FILE_FLAG_OVERLAPPED | FILE_FLAG_DELETE_ON_CLOSE, NULL);
-    cr_assert_neq(f, INVALID_HANDLE_VALUE);
+    f = temp_file();
     {
         OVERLAPPED wov;
         memset(&wov, 0, sizeof wov);
@@ -405,18 +415,14 @@ Test(accept, sends_queued_behind_a_file_pause_reading)
     wsx_stream *s;
     wsx_stream_opts o = {.max_queued = 131072, .skip_on_success = 1};
     wsx_stream_info info;
-    char path[MAX_PATH], dir[MAX_PATH], *chunk = calloc(1, 65536);
+    char *chunk = calloc(1, 65536);
     long long pushed = 0;
     HANDLE f;
     u_long nb = 1;
 
     cr_assert_eq(wsx_port_create(&p, NULL), 0);
     cr_assert_eq(wsx_port_start(p, 1), 0);
-    cr_assert(GetTempPathA(sizeof dir, dir));
-    cr_assert(GetTempFileNameA(dir, "wsx", 0, path));
-    f = CreateFileA(path, GENERIC_READ | GENERIC_WRITE, 0, NULL, CREATE_ALWAYS,
-                    FILE_FLAG_OVERLAPPED | FILE_FLAG_DELETE_ON_CLOSE, NULL);
-    cr_assert_neq(f, INVALID_HANDLE_VALUE);
+    f = temp_file();
     {
         LARGE_INTEGER end = {.QuadPart = 32 << 20}; /* 32 MiB: more than loopback holds */
         cr_assert(SetFilePointerEx(f, end, NULL, FILE_BEGIN) && SetEndOfFile(f));
