@@ -213,8 +213,9 @@ static void stream_release(wsx_stream *s)
     AcquireSRWLockExclusive(&p->streams_lock);
     s->u.next_free = p->free_streams;
     p->free_streams = s;
-    InterlockedDecrement(&p->live_streams);
     ReleaseSRWLockExclusive(&p->streams_lock);
+    /* Last: from here wsx_port_destroy (on another thread) may free the port. */
+    InterlockedDecrement(&p->live_streams);
 }
 
 static void wr_trim(wsx_port *p, USHORT keep)
