@@ -182,22 +182,27 @@ class Server:
         return status
 
 
+def load_cmd(workload, port, cfg):
+    """The load generator's command line for a timed workload (idle adds its own options)."""
+    cmd = [str(LOAD), workload.mode, "--addr", f"127.0.0.1:{port}", "--conns", str(workload.conns),
+           "--size", str(workload.size)]
+    if workload.mode != "idle":
+        cmd += ["--duration", str(cfg.duration), "--warmup", str(cfg.warmup)]
+    return cmd
+
+
 def run_one(name, program, wine, opts, workload, cfg):
     """One measurement on a fresh server. Returns a dict with ok, errors and the load's fields."""
-    conns = workload.conns
     try:
         srv = Server(name, program, wine, server_args(name, opts, workload, cfg.threads))
     except RuntimeError as e:
         return {"ok": False, "errors": [str(e)]}
-    cmd = [str(LOAD), workload.mode, "--addr", f"127.0.0.1:{srv.port}", "--conns", str(conns),
-           "--size", str(workload.size)]
+    cmd = load_cmd(workload, srv.port, cfg)
     if workload.mode == "idle":
         cmd += ["--hold", str(cfg.hold), "--timeout", "120", "--server-pid", str(srv.proc.pid)]
         ws = wineserver_pid() if wine else None
         if ws:
             cmd += ["--aux-pid", str(ws)]
-    else:
-        cmd += ["--duration", str(cfg.duration), "--warmup", str(cfg.warmup)]
     try:
         out = subprocess.run(cmd, capture_output=True, text=True, timeout=180)
         if out.returncode not in (0, 1):
@@ -243,18 +248,18 @@ def count_one(name, program, opts, workload, cfg, logpath):
         srv = Server(name, program, True, server_args(name, opts, workload, cfg.threads))
     except RuntimeError as e:
         return None, str(e)
-    rfd, wfd = os.pipe()
-    cmd = [str(LOAD), workload.mode, "--addr", f"127.0.0.1:{srv.port}", "--conns",
-           str(workload.conns), "--size", str(workload.size), "--duration", str(cfg.duration),
-           "--warmup", str(cfg.warmup), "--mark-fd", str(wfd)]
-    load = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(wfd,))
-    os.close(wfd)
-    at = {}
-    with os.fdopen(rfd, "rb") as marks:
-        for line in marks:  # ends when the load generator exits
-            at[line.strip().decode()] = logpath.stat().st_size
-    out, err = load.communicate(timeout=180)
-    srv.stop()
+    try:
+        rfd, wfd = os.pipe()
+        load = subprocess.Popen(load_cmd(workload, srv.port, cfg) + ["--mark-fd", str(wfd)],
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, pass_fds=(wfd,))
+        os.close(wfd)
+        at = {}
+        with os.fdopen(rfd, "rb") as marks:
+            for line in marks:  # ends when the load generator exits (it has its own timeout)
+                at[line.strip().decode()] = logpath.stat().st_size
+        out, err = load.communicate(timeout=180)
+    finally:
+        srv.stop()
     try:
         res = json.loads(out)
     except ValueError:
