@@ -1000,6 +1000,30 @@ Test(stream, graceful_close_lingers_until_the_peer_is_done)
     finish(p);
 }
 
+/* A peer that never sends its FIN ends the linger after LINGER_MS (2 s), at the sweep. */
+Test(stream, graceful_close_stops_lingering_after_two_seconds)
+{
+    wsx_port *p = port_with_workers(1);
+    ctx c;
+    SOCKET cli;
+    char buf[8];
+    DWORD t0;
+
+    ctx_init(&c);
+    cli = open_pair(p, &c, NULL);
+    cr_assert_eq(send(cli, "hi", 2, 0), 2);
+    t_recv_all(cli, buf, 2);
+    t0 = GetTickCount();
+    cr_assert_eq(wsx_stream_close(c.s), 0);
+    cr_assert_eq(recv(cli, buf, 1, 0), 0, "our FIN comes at once"); /* the client keeps its end */
+    cr_assert_eq(WaitForSingleObject(c.closed, 1000), WAIT_TIMEOUT, "it lingers");
+    wait_closed(&c, 4000);
+    cr_assert_geq(GetTickCount() - t0, 1900, "closed after %lu ms", GetTickCount() - t0);
+    cr_assert_eq(c.why.kind, WSX_KIND_OK);
+    closesocket(cli);
+    finish(p);
+}
+
 /* A socket already on another port cannot join this one: the open fails, closes the socket and
  * gives the stream object back (the port can still be destroyed: no count leaked). */
 Test(stream, open_on_a_second_port_fails_and_leaks_nothing)
