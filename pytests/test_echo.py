@@ -154,3 +154,56 @@ def test_nagle_and_small_client_buffers(echo_server):
     t.join(60)
     s.close()
     assert bytes(got) == data
+
+
+@pytest.mark.timeout(90)
+def test_idle_connections_are_kept(echo_server):
+    """With no option given, a connection that has talked and then idles for 15 s, and one that
+    went quiet halfway through a message, are still served afterwards: an echo server has no
+    reason to drop a client for thinking."""
+    talked = connect(echo_server, timeout=30)
+    halfway = connect(echo_server, timeout=30)
+    try:
+        talked.sendall(b"hello")
+        assert recv_exact(talked, 5) == b"hello"
+        halfway.sendall(b"first half, ")
+        assert recv_exact(halfway, 12) == b"first half, "
+        threading.Event().wait(15)
+        talked.sendall(b"still here")
+        assert recv_exact(talked, 10) == b"still here", "the idle client lost its connection"
+        halfway.sendall(b"second half")
+        assert recv_exact(halfway, 11) == b"second half"
+    finally:
+        talked.close()
+        halfway.close()
+
+
+@pytest.mark.timeout(180)
+def test_connection_churn(echo_server):
+    """6,000 connections in turn, from 4 threads: connect, echo, close; every fourth resets
+    instead. Nothing may be refused or lost, and 500 connections at once are served after."""
+    errors = []
+
+    def churn(tid, n):
+        try:
+            for i in range(n):
+                msg = struct.pack("!II", tid, i)
+                with socket.create_connection(echo_server, timeout=30) as s:
+                    s.sendall(msg)
+                    got = recv_exact(s, len(msg))
+                    if got != msg:
+                        errors.append("thread %d cycle %d: got %r" % (tid, i, got))
+                        return
+                    if i % 4 == 3:
+                        s.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except (OSError, AssertionError) as e:
+            errors.append("thread %d cycle %d: %r" % (tid, i, e))
+
+    threads = [threading.Thread(target=churn, args=(t, 1500), daemon=True) for t in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(150)
+    assert not any(t.is_alive() for t in threads), "churn did not finish in 150 s"
+    assert not errors, errors[:5]
+    run_many(echo_server, 500)
