@@ -60,6 +60,20 @@ def test_equals_form(wsx_only):
         assert srv.stop() == 0
 
 
+@pytest.mark.parametrize("size", [512, 1024])
+def test_small_buffer_size_alone(wsx_only, size):
+    """--buffer-size below the default --initial-data (4096) is valid on its own: the default
+    follows it, and a first message larger than the buffer still comes back whole."""
+    srv = start_wsx_echo("--listen", "127.0.0.1:0", "--buffer-size", str(size))
+    try:
+        data = os.urandom(10 * size + 7)
+        with connect(srv.addr) as s:
+            s.sendall(data)
+            assert recv_exact(s, len(data)) == data
+    finally:
+        assert srv.stop() == 0
+
+
 @pytest.mark.parametrize("opt, val", BAD, ids=["%s=%s" % b for b in BAD])
 def test_bad_value_exits_2_naming_the_option(wsx_only, opt, val):
     p = subprocess.run(wsx_echo_argv(opt, val), capture_output=True, text=True, timeout=60)

@@ -69,7 +69,8 @@ static void usage(FILE *f)
         "                            (1-64)  [number of processors]\n"
         "  --accepts N               AcceptEx kept posted per listener (1-4096)  [16]\n"
         "  --initial-data BYTES      an accept completes with the client's first bytes, up to\n"
-        "                            BYTES; 0 = it completes on connect  [4096]\n"
+        "                            BYTES (<= --buffer-size; a smaller --buffer-size lowers\n"
+        "                            the default); 0 = it completes on connect  [4096]\n"
         "  --accept-timeout SECONDS  close clients that connect and send nothing for this long\n"
         "                            (needs --initial-data > 0); 0 = never  [10]\n"
         "  --idle-timeout SECONDS    close connections idle this long; 0 = never  [0]\n"
@@ -139,7 +140,7 @@ static const char *const options[] = {
 static void parse_args(int argc, char **argv)
 {
     SYSTEM_INFO si;
-    int have_queued = 0;
+    int have_queued = 0, have_initial = 0;
 
     GetSystemInfo(&si);
     cfg.threads = si.dwNumberOfProcessors > 64 ? 64 : (int)si.dwNumberOfProcessors;
@@ -197,6 +198,7 @@ static void parse_args(int argc, char **argv)
             cfg.accepts = (int)parse_num(name, val, 1, 4096);
         } else if (strcmp(name, "--initial-data") == 0) {
             cfg.initial = (DWORD)parse_num(name, val, 0, 16777216);
+            have_initial = 1;
         } else if (strcmp(name, "--accept-timeout") == 0) {
             cfg.accept_timeout = (DWORD)parse_num(name, val, 0, 86400);
         } else if (strcmp(name, "--idle-timeout") == 0) {
@@ -228,6 +230,8 @@ static void parse_args(int argc, char **argv)
     }
     if (cfg.nlisten == 0)
         cfg.listen[cfg.nlisten++] = "127.0.0.1:7007";
+    if (!have_initial && cfg.initial > cfg.buffer_size)
+        cfg.initial = cfg.buffer_size; /* the default follows a smaller --buffer-size */
     if (cfg.initial > cfg.buffer_size)
         die_usage("must not exceed --buffer-size", "--initial-data", NULL);
     if (!have_queued)
