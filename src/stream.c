@@ -811,6 +811,7 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     wsx_stream *s;
     size_t mq;
     int err, skip = 0;
+    LONG gen;
 
     if (out)
         *out = NULL;
@@ -870,6 +871,7 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     s->u.user = user;
     wsx_op_init(&s->rop, WSX_OP_RECV, on_recv, s, &s->gen);
     s->rop.streak = &s->streak;
+    gen = s->gen;
     *out = s;
     if (len > 0) {
         wsx_buf *b = wsx_buf_get(port->bufs);
@@ -884,6 +886,11 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     read_next(s);
     s_leave(s);
     wsx__port_flush();
+    /* It may have ended already (a callback closed it, the peer's FIN or RST completed inline,
+     * no buffer): then on_close has run and the object is free, maybe reused. Its memory lives
+     * as long as the port, and its release changed the generation. */
+    if (s->gen != gen)
+        *out = NULL;
     return 0;
 }
 

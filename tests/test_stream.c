@@ -1064,3 +1064,45 @@ Test(stream, bad_arguments)
     cr_assert_eq(wsx_stream_shutdown(NULL), WSAEINVAL);
     finish(p);
 }
+
+static void reset_on_data(wsx_stream *s, wsx_buf *b)
+{
+    wsx_buf_put(b);
+    wsx_stream_reset(s);
+}
+
+/* A stream that ends within wsx_stream_open is not handed out: its object is free already. */
+Test(stream, open_gives_no_stream_that_ended_within_the_call)
+{
+    wsx_port *p = NULL;
+    wsx_stream_opts o = {.skip_on_success = 1};
+    wsx_stream_callbacks cb = {reset_on_data, NULL, on_close, NULL, NULL};
+    WSAPOLLFD pfd = {0};
+    SOCKET srv, cli;
+    wsx_stream *s;
+    ctx c;
+
+    cr_assert_eq(wsx_port_create(&p, NULL), 0); /* no workers: all is delivered on this thread */
+    ctx_init(&c);
+    cli = t_pair("127.0.0.1:0", &srv);
+    s = (wsx_stream *)&s;
+    cr_assert_eq(wsx_stream_open(p, srv, &o, &cb, &c, "hi", 2, &s), 0);
+    cr_assert_null(s, "on_data reset the stream: the pointer would be a free object's");
+    cr_assert_eq(WaitForSingleObject(c.closed, 0), WAIT_OBJECT_0, "on_close ran within the call");
+    cr_assert_eq(c.why.kind, WSX_KIND_ABORTED);
+    closesocket(cli);
+
+    ctx_init(&c);
+    cli = t_pair("127.0.0.1:0", &srv);
+    cr_assert_eq(shutdown(cli, SD_SEND), 0);
+    pfd.fd = srv;
+    pfd.events = POLLRDNORM;
+    cr_assert_eq(WSAPoll(&pfd, 1, 5000), 1, "the FIN did not arrive");
+    s = (wsx_stream *)&s;
+    cr_assert_eq(wsx_stream_open(p, srv, &o, &echo_cb, &c, NULL, 0, &s), 0);
+    cr_assert_null(s, "the first read found the FIN at once and the stream closed");
+    cr_assert_eq(WaitForSingleObject(c.closed, 0), WAIT_OBJECT_0);
+    cr_assert_eq(c.why.kind, WSX_KIND_EOF);
+    closesocket(cli);
+    cr_assert_eq(wsx_port_destroy(p), 0);
+}

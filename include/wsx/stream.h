@@ -74,7 +74,11 @@ typedef struct wsx_stream_info {
 /* Take over a connected socket (SO_UPDATE_ACCEPT/CONNECT_CONTEXT already set): associate it with
  * the port and start reading. `initial` (len bytes, e.g. an initial-data accept's) reaches on_data
  * before anything read later. *out is set before any callback can run. On failure the socket is
- * closed and *out is NULL. Returns 0, WSAEINVAL, WSAENOBUFS, or the association error. */
+ * closed and *out is NULL. Returns 0, WSAEINVAL, WSAENOBUFS, or the association error. The
+ * stream can end within the call: on_data given `initial` closed it, no buffer was left for the
+ * first read, or (called outside a callback, where what completes at once is delivered before
+ * the call returns) the peer's FIN or RST came. Then on_close has run, 0 is returned and *out is
+ * NULL again. A wsx_stream pointer is valid until its on_close returns. */
 WSX_API int wsx_stream_open(wsx_port *port, SOCKET s, const wsx_stream_opts *opts,
                             const wsx_stream_callbacks *cb, void *user, const void *initial,
                             DWORD len, wsx_stream **out);

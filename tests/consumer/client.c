@@ -45,7 +45,7 @@ static void on_connected(SOCKET s, const wsx_status *st, DWORD sent, void *port)
     printf("client: connected, %lu bytes sent with the connect\n", (unsigned long)sent);
     if (wsx_stream_open(port, s, &o, &cb, NULL, NULL, 0, &stream) != 0)
         SetEvent(done); /* the socket is closed */
-    else if (sent < len && wsx_stream_send(stream, msg + sent, len - sent) != 0)
+    else if (stream && sent < len && wsx_stream_send(stream, msg + sent, len - sent) != 0)
         wsx_stream_reset(stream);
 }
 
