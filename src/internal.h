@@ -12,7 +12,6 @@
 
 #define WSX_MAX_WORKERS 64
 #define WSX_KEY_IO ((ULONG_PTR)0)
-#define WSX_KEY_STOP ((ULONG_PTR)1)
 
 struct wsx_stream;
 

@@ -95,9 +95,15 @@ int wsx_port_associate(wsx_port *p, SOCKET s, int skip_on_success, int *skip_set
     return 0;
 }
 
-static void deliver(wsx_op *op, DWORD bytes)
+/* A worker's stop sentinel: no OVERLAPPED, and a key no user packet can carry (port.h lets other
+ * handles use any key but 0), the address of a private object. */
+static const char stop_tag;
+#define WSX_KEY_STOP ((ULONG_PTR)&stop_tag)
+
+/* p: the port it came from. A user's op completed through the port (wsx_port_handle) never went
+ * through wsx_port_post and has no op->port. */
+static void deliver(wsx_port *p, wsx_op *op, DWORD bytes)
 {
-    wsx_port *p = op->port;
     wsx_status st;
 
     if (InterlockedExchange(&op->posted, 0) == 0) {
@@ -125,7 +131,7 @@ static void drain_inline(void)
         if (inline_head == NULL)
             inline_tail = NULL;
         op->inline_next = NULL;
-        deliver(op, (DWORD)op->ov.InternalHigh);
+        deliver(op->port, op, (DWORD)op->ov.InternalHigh);
     }
 }
 
@@ -234,7 +240,7 @@ static int port_batch(wsx_port *p, DWORD timeout)
             if (e[i].lpCompletionKey != WSX_KEY_IO)
                 continue; /* not a wsx_op's OVERLAPPED (port.h, wsx_port_handle): never read it */
             InterlockedIncrement64(&p->dequeued);
-            deliver(CONTAINING_RECORD(e[i].lpOverlapped, wsx_op, ov),
+            deliver(p, CONTAINING_RECORD(e[i].lpOverlapped, wsx_op, ov),
                     e[i].dwNumberOfBytesTransferred);
             drain_inline();
         }
@@ -249,7 +255,7 @@ static int port_batch(wsx_port *p, DWORD timeout)
         wsx_op *op = turn;
         turn = op->inline_next;
         op->inline_next = NULL;
-        deliver(op, (DWORD)op->ov.InternalHigh);
+        deliver(op->port, op, (DWORD)op->ov.InternalHigh);
         drain_inline();
     }
     serving = was;

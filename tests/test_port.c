@@ -431,6 +431,44 @@ Test(port, packets_with_other_keys_are_ignored)
     cr_assert_eq(wsx_port_destroy(p), 0);
 }
 
+/* A user's op completed through wsx_port_handle (key 0, never wsx_port_post: no op->port) is
+ * dropped when stale or completed twice, counted on the port it came from; a packet with key 1
+ * and no OVERLAPPED (a user's wake-up) does not stop a worker. */
+Test(port, user_packets_on_the_port_handle)
+{
+    wsx_port *p = new_port(0);
+    volatile LONG gen = 1;
+    hits h = {0};
+    wsx_op op;
+    wsx_port_stats s;
+
+    cr_assert_eq(wsx_port_start(p, 1), 0);
+    wsx_op_init(&op, WSX_OP_USER, count_fn, NULL, &gen);
+    op.user = &h;
+    cr_assert_eq(wsx_op_begin(&op), 0);
+    gen = 2; /* the owner was reused: the completion is not for it */
+    cr_assert(PostQueuedCompletionStatus(wsx_port_handle(p), 0, 0, &op.ov));
+    cr_assert(PostQueuedCompletionStatus(wsx_port_handle(p), 0, 0, &op.ov));
+    cr_assert(PostQueuedCompletionStatus(wsx_port_handle(p), 0, 1, NULL));
+    for (int i = 0; i < 100; i++) {
+        wsx_port_get_stats(p, &s);
+        if (s.stale_dropped == 2)
+            break;
+        Sleep(10);
+    }
+    cr_assert_eq(s.stale_dropped, 2, "one stale, one second completion");
+    cr_assert_eq(h.count, 0);
+    gen = 1;
+    wsx_op_init(&op, WSX_OP_USER, count_fn, NULL, &gen);
+    op.user = &h;
+    cr_assert_eq(wsx_op_begin(&op), 0);
+    cr_assert(PostQueuedCompletionStatus(wsx_port_handle(p), 0, 0, &op.ov));
+    for (int i = 0; i < 100 && h.count == 0; i++)
+        Sleep(10);
+    cr_assert_eq(h.count, 1, "the worker still runs after the key-1 packet");
+    cr_assert_eq(wsx_port_destroy(p), 0);
+}
+
 static DWORD WINAPI stop_fn(void *arg)
 {
     return (DWORD)wsx_port_stop(arg);
