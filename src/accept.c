@@ -83,7 +83,7 @@ static void listener_free(wsx_listener *l)
         closesocket(l->spare[i]);
     free(l->spare);
     free(l->recycling);
-    for (int i = 0; i < l->o.accepts; i++)
+    for (int i = 0; l->slots && i < l->o.accepts; i++)
         free(l->slots[i].buf);
     free(l->slots);
     DeleteCriticalSection(&l->lock);
@@ -272,8 +272,9 @@ int wsx_listener_open(wsx_port *port, const wsx_sockaddr *addr, const wsx_listen
         *out = NULL;
     if (port == NULL || addr == NULL || fn == NULL || out == NULL ||
         wsx_addr_family_len(addr->ss.ss_family) == 0 ||
-        (opts && (opts->accepts < 0 || opts->accepts > 4096)))
-        return WSAEINVAL;
+        (opts && (opts->accepts < 0 || opts->accepts > 4096 ||
+                  opts->initial_data > wsx_buf_pool_size(wsx_port_buffers(port)))))
+        return WSAEINVAL; /* the first bytes must fit a buffer of the port (wsx_stream_open) */
     l = calloc(1, sizeof *l);
     if (l == NULL)
         return WSAENOBUFS;
@@ -340,12 +341,7 @@ int wsx_listener_open(wsx_port *port, const wsx_sockaddr *addr, const wsx_listen
 fail:
     if (l->s != INVALID_SOCKET && l->s != 0)
         closesocket(l->s);
-    if (l->slots)
-        listener_free(l);
-    else {
-        DeleteCriticalSection(&l->lock);
-        free(l);
-    }
+    listener_free(l);
     return err;
 }
 

@@ -501,6 +501,14 @@ Test(accept, listener_rejects_bad_arguments_and_busy_address)
     cr_assert_eq(wsx_listener_open(x.port, &a, NULL, on_accepted, &x, &l2), WSAEADDRINUSE);
     cr_assert_null(l2);
     cr_assert_eq(wsx_listener_open(x.port, &a, &bad, on_accepted, &x, &l2), WSAEINVAL);
+    /* Initial data beyond a buffer of the port could never be opened as a stream; near 4 GiB
+     * the accept buffer's size (data + two addresses) would wrap. */
+    bad.accepts = 1;
+    bad.initial_data = (DWORD)wsx_buf_pool_size(wsx_port_buffers(x.port)) + 1;
+    cr_assert_eq(wsx_listener_open(x.port, &a, &bad, on_accepted, &x, &l2), WSAEINVAL);
+    bad.initial_data = 0xFFFFFFF0u;
+    cr_assert_eq(wsx_listener_open(x.port, &a, &bad, on_accepted, &x, &l2), WSAEINVAL);
+    cr_assert_null(l2);
     cr_assert_eq(wsx_listener_open(x.port, NULL, NULL, on_accepted, &x, &l2), WSAEINVAL);
     cr_assert_eq(wsx_listener_open(x.port, &a, NULL, NULL, &x, &l2), WSAEINVAL);
     cr_assert_eq(wsx_listener_close(l), 0);

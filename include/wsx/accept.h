@@ -27,7 +27,8 @@ typedef struct wsx_listener wsx_listener;
 
 typedef struct wsx_listener_opts {
     int accepts;            /* AcceptEx kept posted (1..4096); 0 = 8 */
-    DWORD initial_data;     /* bytes the accept waits for; 0 = completes on connect */
+    DWORD initial_data;     /* bytes the accept waits for, at most the port's buffer size;
+                               0 = completes on connect */
     DWORD accept_timeout_s; /* with initial data: reap clients silent this long; 0 = never */
     int backlog;            /* listen() backlog; 0 = SOMAXCONN */
     int reuse;              /* accept into sockets given back by wsx_listener_recycle */
