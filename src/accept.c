@@ -77,6 +77,17 @@ int wsx_accept_post(const wsx_ext *ext, SOCKET listener, SOCKET as, void *buf, D
     return len == WSA_IO_PENDING ? 0 : len;
 }
 
+static void listener_free(wsx_listener *l);
+
+/* The last completion of a closed listener: free it and let its port go. */
+static void listener_end(wsx_listener *l)
+{
+    wsx_port *p = l->port;
+
+    listener_free(l);
+    InterlockedDecrement(&p->live_others);
+}
+
 static void listener_free(wsx_listener *l)
 {
     for (int i = 0; i < l->nspare; i++)
@@ -179,7 +190,7 @@ static void on_accept(wsx_op *op, const wsx_status *st)
         done = finished(l);
         LeaveCriticalSection(&l->lock);
         if (done)
-            listener_free(l);
+            listener_end(l);
         return;
     }
     sl->in_callback = 1;
@@ -219,7 +230,7 @@ static void on_accept(wsx_op *op, const wsx_status *st)
     done = finished(l);
     LeaveCriticalSection(&l->lock);
     if (done)
-        listener_free(l);
+        listener_end(l);
 }
 
 /* Every second: reap connect-no-send clients, and post the slots that could not be posted. */
@@ -331,6 +342,7 @@ int wsx_listener_open(wsx_port *port, const wsx_sockaddr *addr, const wsx_listen
         err = wsx_error_from_win32(GetLastError());
     if (err)
         goto fail;
+    InterlockedIncrement(&port->live_others);
     EnterCriticalSection(&l->lock);
     for (int i = 0; i < l->o.accepts; i++)
         post_slot(l, &l->slots[i]);
@@ -368,7 +380,7 @@ static void on_recycled(wsx_op *op, const wsx_status *st)
     LeaveCriticalSection(&l->lock);
     free(r);
     if (done)
-        listener_free(l);
+        listener_end(l);
 }
 
 int wsx_listener_recycle(wsx_listener *l, SOCKET s)
@@ -454,7 +466,7 @@ int wsx_listener_close(wsx_listener *l)
     done = finished(l);
     LeaveCriticalSection(&l->lock);
     if (done)
-        listener_free(l);
+        listener_end(l);
     return 0;
 }
 

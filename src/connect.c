@@ -16,6 +16,7 @@ static void on_connect(wsx_op *op, const wsx_status *st)
 {
     connect_op *c = op->owner;
     SOCKET s = c->s;
+    wsx_port *port;
 
     if (WSX_TRACING())
         wsx__trace_event(0, 0, "connect", "complete", st->bytes, st,
@@ -30,7 +31,9 @@ static void on_connect(wsx_op *op, const wsx_status *st)
     } else {
         c->fn(s, st, st->bytes, c->user);
     }
+    port = c->op.port;
     free(c);
+    InterlockedDecrement(&port->live_others); /* last: wsx_port_destroy may free it from here */
 }
 
 int wsx_connect(wsx_port *port, const wsx_sockaddr *to, const void *data, DWORD len,
@@ -76,6 +79,7 @@ int wsx_connect(wsx_port *port, const wsx_sockaddr *to, const void *data, DWORD 
         wsx_op_init(&c->op, WSX_OP_CONNECT, on_connect, c, NULL);
         wsx_op_begin(&c->op);
         c->op.port = port;
+        InterlockedIncrement(&port->live_others);
         /* Not in skip-on-success mode: success or pending, a packet comes. */
         err = ext->ConnectEx(c->s, (const struct sockaddr *)&to->ss, to->len, len ? c->data : NULL,
                              len, &sent, &c->op.ov)
@@ -90,6 +94,8 @@ int wsx_connect(wsx_port *port, const wsx_sockaddr *to, const void *data, DWORD 
         }
         if (err == WSA_IO_PENDING)
             err = 0;
+        else if (err)
+            InterlockedDecrement(&port->live_others); /* no completion will come */
     }
     if (err) {
         closesocket(c->s);

@@ -31,6 +31,9 @@ struct wsx_port {
     struct wsx_stream *all_streams;
     struct wsx__slab *slabs; /* the heap blocks the stream objects live in */
     volatile LONG live_streams;
+    /* Listeners open or not yet freed, and connects in flight: their completions and timers use
+     * the port, so wsx_port_destroy waits for them as for streams. */
+    volatile LONG live_others;
     SLIST_HEADER free_wr; /* send states of streams that have nothing to send (stream.c) */
     SRWLOCK cbs_lock;
     struct wsx__cbs *cbs; /* one copy of each distinct callbacks struct its streams use */

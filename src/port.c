@@ -410,7 +410,7 @@ int wsx_port_destroy(wsx_port *p)
 
     if (p == NULL)
         return 0;
-    if (p->live_streams != 0)
+    if (p->live_streams != 0 || p->live_others != 0)
         return WSAEINPROGRESS;
     err = wsx_port_stop(p); /* WSAEINVAL from one of its workers: it would free what runs it */
     if (err)

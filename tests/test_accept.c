@@ -572,3 +572,35 @@ Test(accept, socket_reuse)
     cr_assert_eq(x.accepted, 6, "every client served either way");
     cr_assert_eq(wsx_listener_close(reuse_listener), 0);
 }
+
+static void connected_close(SOCKET s, const wsx_status *st, DWORD sent, void *user)
+{
+    (void)st;
+    (void)sent;
+    if (s != INVALID_SOCKET)
+        closesocket(s);
+    InterlockedIncrement((volatile LONG *)user);
+}
+
+/* A listener's timer and completions, and a connect's, use the port: destroy waits for them as
+ * for streams (it freed the port under them). */
+Test(accept, port_destroy_waits_for_listeners_and_connects)
+{
+    wsx_port *p = NULL;
+    wsx_listener *l = NULL;
+    wsx_sockaddr a = t_addr("127.0.0.1:0"), to;
+    volatile LONG connects = 0;
+    int rc = -1;
+
+    cr_assert_eq(wsx_port_create(&p, NULL), 0); /* polled by hand below */
+    cr_assert_eq(wsx_listener_open(p, &a, NULL, on_accepted, NULL, &l), 0);
+    cr_assert_eq(wsx_port_destroy(p), WSAEINPROGRESS, "a listener is open");
+    cr_assert_eq(wsx_listener_address(l, &to), 0);
+    cr_assert_eq(wsx_listener_close(l), 0);
+    cr_assert_eq(wsx_connect(p, &to, "x", 1, connected_close, (void *)&connects), 0);
+    cr_assert_eq(wsx_port_destroy(p), WSAEINPROGRESS, "a connect is in flight");
+    for (int i = 0; i < 200 && (rc = wsx_port_destroy(p)) != 0; i++)
+        wsx_port_poll(p, 10);
+    cr_assert_eq(rc, 0, "the listener's cancelled accepts and the connect did not drain");
+    cr_assert_eq(connects, 1, "the connect's callback ran once");
+}

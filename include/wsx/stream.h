@@ -134,7 +134,8 @@ WSX_API int wsx_stream_ref_close(wsx_stream_ref ref, wsx_close_how how);
  * (0: every open stream). One stream at a time, under its own lock; callbacks (on_close) may run
  * on the calling thread. Returns how many streams were asked to close (0 for a NULL port). This
  * is the idle timeout and the orderly stop of a server without a list of its own: wsx walks the
- * streams it keeps anyway. */
+ * streams it keeps anyway. Not from a stream callback: it waits for each stream's lock, and two
+ * such calls from callbacks on two threads would wait for each other's stream. */
 WSX_API int wsx_port_close_streams(wsx_port *port, DWORD idle_ms, wsx_close_how how);
 
 /* The `user` pointer given to wsx_stream_open (NULL for NULL). */
