@@ -93,7 +93,8 @@ WSX_API int wsx_stream_send_buf(wsx_stream *s, wsx_buf *buf);
 /* Send `len` bytes of `file` from `offset` with TransmitFile, between `head` and `tail` (copied;
  * each at most the pool's buffer size), in order with the queue: after what is queued before,
  * before what is queued after. One at a time: WSAEALREADY while one is in progress. The file handle
- * must stay open until the stream's next completion of kind transmitfile. */
+ * must stay open until the stream's next completion of kind transmitfile, or its on_close if the
+ * stream ends before the file's turn comes. */
 WSX_API int wsx_stream_transmit_file(wsx_stream *s, HANDLE file, ULONGLONG offset, DWORD len,
                                      const void *head, DWORD head_len, const void *tail,
                                      DWORD tail_len);
