@@ -166,7 +166,7 @@ static void on_accept(wsx_op *op, const wsx_status *st)
     wsx_listener *l = sl->l;
     SOCKET s;
     wsx_accepted a;
-    int done;
+    int done, gone;
 
     EnterCriticalSection(&l->lock);
     l->pending--;
@@ -206,9 +206,17 @@ static void on_accept(wsx_op *op, const wsx_status *st)
     if (sl->reused)
         InterlockedIncrement64(&l->reused);
     /* Required before the socket acts as a connected one (getpeername, shutdown...). */
-    if (setsockopt(s, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, (char *)&l->s, sizeof l->s) != 0 ||
-        wsx_accept_addrs(l->ext, s, sl->buf, l->o.initial_data, &a.local, &a.remote) != 0) {
+    gone = setsockopt(s, SOL_SOCKET, SO_UPDATE_ACCEPT_CONTEXT, (char *)&l->s, sizeof l->s) != 0
+               ? WSAGetLastError()
+               : wsx_accept_addrs(l->ext, s, sl->buf, l->o.initial_data, &a.local, &a.remote);
+    if (gone) {
         /* The client is already gone (Wine leaves no address after a quick RST). */
+        if (WSX_TRACING()) {
+            wsx_status why = wsx_status_from_wsa(gone);
+            char extra[48];
+            snprintf(extra, sizeof extra, "\"slot\":%d,\"reason\":\"gone\"", (int)(sl - l->slots));
+            wsx__trace_event(0, 0, "accept", "complete", st->bytes, &why, NULL, 0, extra);
+        }
         closesocket(s);
         InterlockedIncrement64(&l->failed);
     } else {

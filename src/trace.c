@@ -83,6 +83,14 @@ static int put_code_names(char *p, size_t cap, const wsx_status *st)
     const char *w32 = wsx_win32_name(st->win32);
     const char *wsa = wsx_error_name(st->wsa);
 
+    if (w32 == NULL && st->win32 == (DWORD)st->wsa)
+        w32 = wsa; /* a WSA code is a Win32 code too (what GetLastError says) */
+    if (st->ntstatus == 0 && st->wsa != 0) /* failed at once or by wsx's rule: no NTSTATUS */
+        return snprintf(p, cap,
+                        ",\"win32\":%lu,\"win32_name\":\"%s\",\"wsa\":%d,\"wsa_name\":\"%s\","
+                        "\"kind\":\"%s\"",
+                        (unsigned long)st->win32, w32 ? w32 : "", st->wsa, wsa ? wsa : "",
+                        wsx_kind_name(st->kind));
     return snprintf(p, cap,
                     ",\"nt\":\"0x%08lX\",\"nt_name\":\"%s\",\"win32\":%lu,\"win32_name\":\"%s\","
                     "\"wsa\":%d,\"wsa_name\":\"%s\",\"kind\":\"%s\"",
@@ -96,13 +104,16 @@ void wsx__trace_event(unsigned long long conn, LONG gen, const char *op, const c
 {
     char line[LINE], addr[WSX_ADDRSTRLEN];
     LARGE_INTEGER now;
+    long long d;
     int n, m;
 
     QueryPerformanceCounter(&now);
+    /* Whole seconds apart: d * 1000000 overflows after ~10 days at a 10 MHz counter. */
+    d = now.QuadPart - t0.QuadPart;
     n = snprintf(line, sizeof line,
                  "{\"t\":%lld,\"thr\":%lu,\"conn\":%llu,\"gen\":%ld,\"op\":\"%s\",\"phase\":\"%s\","
                  "\"bytes\":%lu",
-                 (long long)((now.QuadPart - t0.QuadPart) * 1000000 / freq.QuadPart),
+                 d / freq.QuadPart * 1000000 + d % freq.QuadPart * 1000000 / freq.QuadPart,
                  GetCurrentThreadId(), conn, (long)gen, op, phase, (unsigned long)bytes);
     if (st && n > 0 && (size_t)n < sizeof line) {
         m = put_code_names(line + n, sizeof line - (size_t)n, st);
@@ -177,23 +188,46 @@ int wsx_trace_open(const char *path)
     return 0;
 }
 
-void wsx_trace_close(void)
+/* Stop the writer, write what it left and the end line ourselves: queued behind the lines, the
+ * end line was itself dropped when the ring was full, the one time its count matters. at_exit:
+ * other threads may have been ended holding the lock (a DLL's atexit runs after that). */
+static void trace_end(int at_exit)
 {
     char line[96];
-    int n;
+    int n, locked;
 
     if (!InterlockedExchange(&wsx__trace_on, 0))
         return;
-    n = snprintf(line, sizeof line, "{\"op\":\"trace\",\"phase\":\"end\",\"dropped\":%lld}\n",
-                 (long long)dropped);
-    if (n > 0)
-        wsx__trace_line(line, (size_t)n);
     InterlockedExchange(&stopping, 1);
     SetEvent(wake);
     WaitForSingleObject(writer, INFINITE);
     CloseHandle(writer);
+    locked = at_exit ? TryAcquireSRWLockExclusive(&lock) : (AcquireSRWLockExclusive(&lock), 1);
+    if (locked) {
+        if (head < tail) {
+            write_all(ring + tail, RING - tail);
+            tail = 0;
+        }
+        write_all(ring + tail, head - tail);
+        tail = head;
+        n = snprintf(line, sizeof line, "{\"op\":\"trace\",\"phase\":\"end\",\"dropped\":%lld}\n",
+                     (long long)dropped);
+        if (n > 0)
+            write_all(line, (size_t)n);
+        ReleaseSRWLockExclusive(&lock);
+    }
     close_out(out);
     out = NULL;
+}
+
+void wsx_trace_close(void)
+{
+    trace_end(0);
+}
+
+static void trace_at_exit(void)
+{
+    trace_end(1);
 }
 
 int wsx_trace_enabled(void)
@@ -207,8 +241,9 @@ static BOOL CALLBACK env_init(PINIT_ONCE once, PVOID param, PVOID *ctx)
     DWORD n = GetEnvironmentVariableA("WSX_TRACE", path, sizeof path);
 
     (void)once, (void)param, (void)ctx;
-    if (n > 0 && n < sizeof path && !wsx__trace_on)
-        wsx_trace_open(path);
+    /* Nobody else knows to close it: at exit, write what is left and the end line. */
+    if (n > 0 && n < sizeof path && !wsx__trace_on && wsx_trace_open(path) == 0)
+        atexit(trace_at_exit);
     return TRUE;
 }
 

@@ -398,11 +398,75 @@ Test(port, trace_writes_closes_and_opens_again)
         cr_assert_eq(trace_lines(path[k], first, sizeof first, last), 101, "trace %d", k);
         cr_assert_not_null(strstr(first, "\"conn\":1,"), "%s", first);
         cr_assert_not_null(strstr(first, "\"wsa_name\":\"WSAECONNRESET\""), "%s", first);
+        cr_assert_not_null(strstr(first, "\"win32\":10054,\"win32_name\":\"WSAECONNRESET\""), "%s",
+                           first);
+        cr_assert_null(strstr(first, "\"nt"),
+                       "a code that did not come from the kernel has no "
+                       "NTSTATUS: %s",
+                       first);
         cr_assert_not_null(strstr(last, "\"phase\":\"end\",\"dropped\":0"), "%s", last);
         cr_assert(DeleteFileA(path[k]));
     }
     cr_assert_neq(wsx_trace_open("Z:\\no\\such\\directory\\trace.jsonl"), 0);
     cr_assert_eq(wsx_trace_enabled(), 0);
+}
+
+typedef struct pipe_sink {
+    HANDLE rd;
+    char *data;
+    size_t len, cap;
+} pipe_sink;
+
+static DWORD WINAPI sink_fn(void *arg)
+{
+    pipe_sink *k = arg;
+    DWORD n;
+
+    Sleep(300); /* the trace closes meanwhile, its ring full */
+    for (;;) {
+        if (k->cap - k->len < 65536) {
+            k->cap = k->cap * 2 + 65536;
+            k->data = realloc(k->data, k->cap);
+            if (k->data == NULL)
+                return 1;
+        }
+        if (!ReadFile(k->rd, k->data + k->len, 65536, &n, NULL) || n == 0)
+            return 0;
+        k->len += n;
+    }
+}
+
+/* A trace whose reader falls behind drops lines and says how many in its end line, which must
+ * not be dropped itself (it was queued behind the full ring). */
+Test(port, trace_end_line_survives_a_full_ring)
+{
+    HANDLE wr, old = GetStdHandle(STD_OUTPUT_HANDLE), t;
+    wsx_status st = wsx_status_from_wsa(WSAECONNRESET);
+    pipe_sink k = {0};
+    long long dropped = -1;
+    char *end;
+
+    cr_assert(CreatePipe(&k.rd, &wr, NULL, 4096));
+    cr_assert(SetStdHandle(STD_OUTPUT_HANDLE, wr));
+    cr_assert_eq(wsx_trace_open("-"), 0);
+    cr_assert(SetStdHandle(STD_OUTPUT_HANDLE, old));
+    for (int i = 0; i < 20000; i++) /* ~4 MiB of lines against a 1 MiB ring nobody empties */
+        wsx__trace_event((unsigned long long)i + 1, 1, "recv", "done", 5, &st, NULL, 0, NULL);
+    t = CreateThread(NULL, 0, sink_fn, &k, 0, NULL);
+    cr_assert_not_null(t);
+    wsx_trace_close();
+    CloseHandle(wr);
+    cr_assert_eq(WaitForSingleObject(t, 10000), WAIT_OBJECT_0);
+    CloseHandle(t);
+    CloseHandle(k.rd);
+    cr_assert_gt(k.len, 0);
+    k.data[k.len - 1] = '\0';
+    end = strrchr(k.data, '\n');
+    end = end ? end + 1 : k.data;
+    cr_assert_eq(sscanf(end, "{\"op\":\"trace\",\"phase\":\"end\",\"dropped\":%lld}", &dropped), 1,
+                 "no end line last: %.200s", end);
+    cr_assert_gt(dropped, 0, "the ring cannot have held every line");
+    free(k.data);
 }
 
 /* Packets that are not a wsx_op's (another completion key) are never read as one. */
