@@ -255,3 +255,64 @@ def test_server_stop_with_many_clients(spawn):
         s.close()
     assert hanging == 0, "%d of %d clients still open after the server stopped" % (
         hanging, len(idle) + len(silent))
+
+
+@pytest.mark.needs("stop")
+@pytest.mark.timeout(120)
+def test_server_stop_never_passes_a_cut_echo_off_as_whole(spawn):
+    """Clients busy at the stop: one that has just sent 1 MiB and reads its echo, one that keeps
+    streaming (64 KiB every 10 ms). Each must see either its whole echo then EOF, or RST; a clean
+    EOF after fewer bytes than it sent would tell it the echo was complete when it was not."""
+    srv = spawn()
+    burst = os.urandom(MiB)
+    stream = os.urandom(32 * MiB)
+    b = connect(srv.addr, timeout=30)
+    c = connect(srv.addr, timeout=30)
+    sent = [0]
+    got = {}
+
+    def streamer():
+        try:
+            for i in range(0, len(stream), 65536):
+                c.sendall(stream[i:i + 65536])
+                sent[0] += 65536
+                time.sleep(0.01)
+        except OSError:
+            pass
+
+    def reader(name, s):
+        buf = bytearray()
+        try:
+            while True:
+                chunk = s.recv(65536)
+                if not chunk:
+                    got[name] = (bytes(buf), "eof")
+                    return
+                buf += chunk
+        except OSError as e:
+            got[name] = (bytes(buf), repr(e))
+
+    threads = [threading.Thread(target=streamer, daemon=True),
+               threading.Thread(target=reader, args=("stream", c), daemon=True)]
+    for t in threads:
+        t.start()
+    time.sleep(0.5)
+    b.sendall(burst)
+    rb = threading.Thread(target=reader, args=("burst", b), daemon=True)
+    rb.start()
+    rc = srv.stop(timeout=30)
+    assert rc is not None, "the server did not exit within 30 s of SIGINT"
+    for t in threads + [rb]:
+        t.join(20)
+    assert "burst" in got and "stream" in got, "a client hangs after the stop: %s" % list(got)
+    data, end = got["burst"]
+    assert data == burst[:len(data)], "the burst's echo is not its prefix"
+    assert end != "eof" or data == burst, (
+        "the burst client got %d of %d bytes, then a clean EOF" % (len(data), len(burst)))
+    data, end = got["stream"]
+    assert data == stream[:len(data)], "the stream's echo is not its prefix"
+    assert end != "eof" or len(data) == sent[0], (
+        "the streaming client got %d of the %d bytes it sent, then a clean EOF"
+        % (len(data), sent[0]))
+    b.close()
+    c.close()

@@ -48,3 +48,8 @@ def test_address_in_use_exits_1(wsx_only, echo_server):
                        text=True, timeout=60)
     assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
     assert "address already in use" in p.stderr, p.stderr
+    # The busy address second: no "listening on" line for the first, the server never served.
+    p = subprocess.run(wsx_echo_argv("--listen", "127.0.0.1:0", "--listen", "%s:%d" % (host, port)),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    assert "listening on" not in p.stdout, p.stdout

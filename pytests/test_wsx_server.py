@@ -169,6 +169,26 @@ def test_idle_timeout_closes_idle_connections_only(wsx_only):
         assert srv.stop() == 0
 
 
+@pytest.mark.parametrize("accept_timeout", ["0", "10"])
+def test_idle_timeout_covers_clients_that_never_sent(wsx_only, accept_timeout):
+    """A client that connects and sends nothing is idle too: --idle-timeout closes it, whatever
+    the (longer, or no) --accept-timeout, though with initial-data accepts it is not accepted."""
+    srv = start_wsx_echo("--listen", "127.0.0.1:0", "--idle-timeout", "2",
+                         "--accept-timeout", accept_timeout)
+    try:
+        silent = connect(srv.addr, timeout=10)
+        t0 = time.monotonic()
+        assert _ended(silent), "the silent client was not closed within 10 s"
+        took = time.monotonic() - t0
+        assert 1.5 < took < 5, "closed after %.1f s with --idle-timeout 2" % took
+        silent.close()
+        with connect(srv.addr) as s:
+            s.sendall(b"next")
+            assert recv_exact(s, 4) == b"next"
+    finally:
+        assert srv.stop() == 0
+
+
 def _wait_for(srv, pred, what, limit=10):
     end = time.monotonic() + limit
     while True:

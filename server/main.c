@@ -16,6 +16,9 @@
 #include <string.h>
 
 #define MAX_LISTENERS 16
+#define STOP_QUIET_MS 100 /* at the stop, a connection that received nothing this long is done */
+
+static volatile LONG stop_cut; /* the stop's grace is over: what arrives now is not echoed */
 
 typedef struct config {
     const char *listen[MAX_LISTENERS];
@@ -246,7 +249,15 @@ static void parse_args(int argc, char **argv)
 static void on_data(wsx_stream *s, wsx_buf *b)
 {
     InterlockedExchangeAdd64(&tot.bytes_in, b->len - b->off);
-    wsx_stream_send_buf(s, b); /* the echo: the buffer itself goes back, no copy */
+    /* Bytes that will not be echoed (the stop's grace is over, the stop half-closed the
+     * connection, no send state was left) are lost: RST says so, where a FIN would pass a cut
+     * echo off as a whole one. */
+    if (stop_cut) {
+        wsx_buf_put(b);
+        wsx_stream_reset(s);
+    } else if (wsx_stream_send_buf(s, b) != 0) { /* the echo: the buffer itself goes back */
+        wsx_stream_reset(s);
+    }
 }
 
 static void on_close(wsx_stream *s, const wsx_status *why)
@@ -422,11 +433,14 @@ int main(int argc, char **argv)
     memset(&lo, 0, sizeof lo);
     lo.accepts = cfg.accepts;
     lo.initial_data = cfg.initial;
+    /* A client that never sends is idle too: the idle timeout bounds its wait for an accept. */
     lo.accept_timeout_s = cfg.initial ? cfg.accept_timeout : 0;
+    if (cfg.initial && cfg.idle_timeout &&
+        (lo.accept_timeout_s == 0 || cfg.idle_timeout < lo.accept_timeout_s))
+        lo.accept_timeout_s = cfg.idle_timeout;
     lo.reuse = cfg.reuse;
     for (int i = 0; i < cfg.nlisten; i++) {
-        wsx_sockaddr addr, bound;
-        char text[WSX_ADDRSTRLEN];
+        wsx_sockaddr addr;
         wsx_port *lp = ports[i % nports];
 
         wsx_addr_parse(cfg.listen[i], &addr);
@@ -438,6 +452,12 @@ int main(int argc, char **argv)
             return 1;
         }
         nlisteners++;
+    }
+    /* Only once every listener is open: a supervisor takes the first line for "up". */
+    for (int i = 0; i < nlisteners; i++) {
+        wsx_sockaddr bound;
+        char text[WSX_ADDRSTRLEN];
+
         wsx_listener_address(listeners[i], &bound);
         wsx_addr_format((struct sockaddr *)&bound.ss, bound.len, text, sizeof text);
         printf("listening on %s\n", text);
@@ -461,7 +481,7 @@ int main(int argc, char **argv)
         }
     }
 
-    /* Stop: no new clients; in-flight echoes get a short grace, then FIN, then RST. */
+    /* Stop: no new clients; in-flight echoes get a short grace, then FIN, then RST (README). */
     AcquireSRWLockExclusive(&listeners_lock);
     listeners_closed = 1;
     ReleaseSRWLockExclusive(&listeners_lock);
@@ -470,9 +490,17 @@ int main(int argc, char **argv)
         wsx_listener_close(listeners[i]);
         listeners[i] = NULL;
     }
-    close_conns(0, WSX_CLOSE_SHUTDOWN);
-    if (!wait_until_idle(1000)) {
-        close_conns(0, WSX_CLOSE_GRACEFUL);
+    /* A connection quiet for STOP_QUIET_MS gets its FIN once its echo is out. One still receiving
+     * echoes on for a second (a FIN now would cut off what is on its way to us); after that, the
+     * next bytes it sends reset it (on_data), unless it goes quiet first. */
+    for (DWORD t0 = GetTickCount(), t; tot.live > 0 && (t = GetTickCount() - t0) < 1500;
+         Sleep(20)) {
+        if (t >= 1000)
+            InterlockedExchange(&stop_cut, 1);
+        close_conns(STOP_QUIET_MS, WSX_CLOSE_SHUTDOWN);
+    }
+    if (tot.live > 0) {
+        close_conns(0, WSX_CLOSE_GRACEFUL); /* the client gets 1 s more to read and close */
         if (!wait_until_idle(1000)) {
             close_conns(0, WSX_CLOSE_RESET);
             wait_until_idle(3000);
@@ -480,8 +508,8 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < nports; i++)
         wsx_port_stop(ports[i]); /* joins the worker */
+    wsx_trace_close(); /* first: with --trace -, final: is the last line */
     print_stats("final");
-    wsx_trace_close();
     WSACleanup();
     return 0;
 }
