@@ -5,7 +5,9 @@ Targets (pick one; the default is wsx-echo):
   (default)                 wsx-echo under Wine on 127.0.0.1:0; capabilities read from its --help
   --server-cmd "CMD"        start another echo server. It must print "listening on HOST:PORT", or
                             take the port from a `{port}` placeholder in CMD (a free port is put
-                            there), or listen on the fixed --server-port.
+                            there), or listen on the fixed --server-port. An `{addr}` placeholder
+                            gets the address to listen on (ADDR:PORT, port 0; the first `listen`
+                            a test asks for). SIGINT at the stop goes to CMD's process group.
   --server-addr HOST:PORT   a server that is already running: nothing is started or stopped, so
                             only tests that need no options and no stop run.
   --server-caps LIST        what a --server-cmd server can do, comma-separated; each item is NAME
@@ -22,6 +24,7 @@ import json
 import os
 import re
 import shlex
+import shutil
 import signal
 import socket
 import subprocess
@@ -51,10 +54,11 @@ CAPS = {
     "trace": "--trace {}",                # write JSON-lines events to FILE
     "threads": "--threads {}",            # worker threads
     "idle-timeout": "--idle-timeout {}",  # close a connection idle for SECONDS
+    "multi-listen": None,  # `listen` more than once: one server on several addresses
     "stats": None,
     "wine": None,
 }
-WSX_ALWAYS = {"stats", "wine"}  # wsx-echo prints stats on stop and runs under Wine
+WSX_ALWAYS = {"multi-listen", "stats", "wine"}  # wsx-echo prints stats on stop, runs under Wine
 
 
 def pytest_addoption(parser):
@@ -189,7 +193,7 @@ class Server:
         to be killed."""
         self.stopped = True
         if self.proc.poll() is None:
-            self.proc.send_signal(signal.CTRL_BREAK_EVENT if os.name == "nt" else signal.SIGINT)
+            self._signal(signal.CTRL_BREAK_EVENT if os.name == "nt" else signal.SIGINT)
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
@@ -197,17 +201,40 @@ class Server:
                 self._reader.join(5)
                 self.stop_rc = None
                 return None
+        self._end_group()
         self._reader.join(5)
         self.stop_rc = self.proc.returncode
         return self.proc.returncode
 
+    def _signal(self, sig):
+        """To the server's process group, which we created for it: a server started by a wrapper
+        (`sh -c`, a run script, `cargo run`) gets it too, not only the wrapper. (Wine's own
+        wineserver and services run in sessions of their own.)"""
+        if os.name != "nt":
+            try:
+                os.killpg(self.proc.pid, sig)
+                return
+            except OSError:
+                pass  # the group is gone; the process may linger as a zombie
+        self.proc.send_signal(sig)
+
+    def _end_group(self):
+        """The wrapper has exited: kill what it left running in its group (by the group we made)."""
+        if os.name == "nt":
+            return
+        try:
+            os.killpg(self.proc.pid, signal.SIGKILL)
+        except OSError:
+            pass  # nothing left
+
     def kill(self):
         if self.proc.poll() is None:
-            self.proc.kill()  # our own child, by its PID
+            self._signal(signal.SIGKILL)
         try:
             self.proc.wait(10)
         except subprocess.TimeoutExpired:
             pass
+        self._end_group()
 
     def stats(self):
         """The counters of the last `final:` line, else of the last `stats:` line, as a dict of
@@ -389,6 +416,13 @@ class Target:
         extra = []
         env = dict(os.environ)
         listen = [v for c, v in options if c == "listen"]
+        options = list(options)
+        cmd = self.cmd
+        if self.kind == "cmd" and "{addr}" in cmd:
+            # The server takes its address in its command: the first `listen` goes there.
+            cmd = cmd.replace("{addr}", listen[0] if listen else "127.0.0.1:0")
+            if listen:
+                options.remove(("listen", listen[0]))
         for cap, value in options:
             extra += self.option_args(cap, value, env)
         if trace_path:
@@ -401,7 +435,6 @@ class Target:
             srv = Server(wsx_echo_argv(*extra), env=env, trace=trace_path, name=name, wait=wait)
         else:
             port = None
-            cmd = self.cmd
             if "{port}" in cmd:
                 port = free_port()
                 cmd = cmd.replace("{port}", str(port))
@@ -435,9 +468,7 @@ def _keep_or_clean(config, srv, failed):
     if failed:
         config._wsx_kept.append(srv.artdir)
     else:
-        for name in os.listdir(srv.artdir):
-            os.unlink(os.path.join(srv.artdir, name))
-        os.rmdir(srv.artdir)
+        shutil.rmtree(srv.artdir, ignore_errors=True)
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
@@ -569,6 +600,8 @@ def pytest_runtest_setup(item):
         reason = target.why_not("wine")
         if reason:
             pytest.skip("asserts a Wine 8.0 behaviour: " + reason)
+    if "wsx_only" in getattr(item, "fixturenames", ()) and target.kind != "wsx":
+        pytest.skip("tests wsx-echo's own command line")  # before a module's server starts
 
 
 @pytest.fixture

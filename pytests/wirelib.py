@@ -23,20 +23,22 @@ def connect(addr, timeout=30, family=None):
 
 
 def connect_with_data(addr, data, timeout=30):
-    """Data sent with the connect: TCP Fast Open's sendto when the kernel has it (the bytes then
-    leave with, or right behind, the handshake), else connect and send at once."""
+    """Data sent with the connect: sendto(MSG_FASTOPEN) where the kernel has it (the bytes go in
+    the SYN if the server's listener takes TCP Fast Open, else right behind the handshake), else
+    connect and send at once."""
     family = socket.AF_INET6 if ":" in addr[0] else socket.AF_INET
     s = socket.socket(family, socket.SOCK_STREAM)
+    s.settimeout(timeout)
     flag = getattr(socket, "MSG_FASTOPEN", None)
     sent = 0
     if flag is not None:
         try:
-            sent = s.sendto(data, flag, addr)  # blocking: returns once connected
+            sent = s.sendto(data, flag, addr)  # returns once connected
         except OSError:
             s.close()
             s = socket.socket(family, socket.SOCK_STREAM)
+            s.settimeout(timeout)
             sent = 0
-    s.settimeout(timeout)
     if sent == 0:
         s.connect(addr)
     s.sendall(data[sent:])
