@@ -286,3 +286,23 @@ def test_clients_that_reset_give_their_slots_back(spawn):
     assert refused(srv.addr), "client %d of a --max-conns %d server was served" % (n + 1, n)
     for s in held:
         s.close()
+
+
+@pytest.mark.timeout(60)
+def test_many_silent_clients_do_not_block_others(echo_server):
+    """40 clients connect and send nothing (more than a server keeps accepts posted, by default):
+    a client that does send is echoed within 5 s all the same, and so are the silent ones once
+    they send."""
+    silent = [connect(echo_server, timeout=20) for _ in range(40)]
+    try:
+        time.sleep(0.2)
+        t0 = time.monotonic()
+        assert ping(echo_server, payload=b"through", timeout=10), "the sending client got no echo"
+        took = time.monotonic() - t0
+        assert took < 5, "the sending client waited %.1f s behind silent ones" % took
+        for i, s in enumerate(silent[:5]):
+            s.sendall(b"late %d" % i)
+            assert recv_exact(s, len(b"late %d" % i)) == b"late %d" % i
+    finally:
+        for s in silent:
+            s.close()

@@ -24,7 +24,12 @@ struct wsx_listener {
     wsx_listener_opts o;
     wsx_accept_fn fn;
     void *user;
+    /* slots[0..accepts) are kept posted; slots[accepts..nslots) are posted by the tick while
+     * clients that connected and sent nothing hold more than half of the posted ones (an
+     * initial-data AcceptEx completes only with data: each such client holds its slot), and are
+     * not posted again once they complete. */
     slot *slots;
+    int nslots;
     int pending; /* AcceptEx posted and not yet completed */
     int busy;    /* callbacks running */
     int closing;
@@ -94,7 +99,7 @@ static void listener_free(wsx_listener *l)
         closesocket(l->spare[i]);
     free(l->spare);
     free(l->recycling);
-    for (int i = 0; l->slots && i < l->o.accepts; i++)
+    for (int i = 0; l->slots && i < l->nslots; i++)
         free(l->slots[i].buf);
     free(l->slots);
     DeleteCriticalSection(&l->lock);
@@ -104,6 +109,8 @@ static void listener_free(wsx_listener *l)
 /* Under the lock. A slot that cannot be posted stays idle; the timer retries it. */
 static void post_slot(wsx_listener *l, slot *sl)
 {
+    if (sl->buf == NULL && (sl->buf = malloc(WSX_ACCEPT_BUF_LEN(l->o.initial_data))) == NULL)
+        return;
     for (int tries = 0; tries < 16 && !l->closing; tries++) {
         DWORD got = 0;
         int err;
@@ -186,7 +193,8 @@ static void on_accept(wsx_op *op, const wsx_status *st)
                                                                : &l->failed);
         if (s != INVALID_SOCKET)
             closesocket(s);
-        post_slot(l, sl);
+        if (sl - l->slots < l->o.accepts)
+            post_slot(l, sl);
         done = finished(l);
         LeaveCriticalSection(&l->lock);
         if (done)
@@ -234,34 +242,41 @@ static void on_accept(wsx_op *op, const wsx_status *st)
     EnterCriticalSection(&l->lock);
     sl->in_callback = 0;
     l->busy--;
-    post_slot(l, sl);
+    if (sl - l->slots < l->o.accepts)
+        post_slot(l, sl);
     done = finished(l);
     LeaveCriticalSection(&l->lock);
     if (done)
         listener_end(l);
 }
 
-/* Every second: reap connect-no-send clients, and post the slots that could not be posted. */
+/* Every second: reap connect-no-send clients, post the slots that could not be posted, and more
+ * slots while silent clients hold more than half of those posted. */
 static VOID CALLBACK on_tick(PVOID arg, BOOLEAN fired)
 {
     wsx_listener *l = arg;
+    int posted = 0, silent = 0;
 
     (void)fired;
     EnterCriticalSection(&l->lock);
-    for (int i = 0; i < l->o.accepts && !l->closing; i++) {
+    for (int i = 0; i < l->nslots && !l->closing; i++) {
         slot *sl = &l->slots[i];
         if (sl->posted) {
             DWORD secs = 0xFFFFFFFF;
             int len = (int)sizeof secs;
+            posted++;
             /* An AcceptEx that has completed (its packet still in the port) got the client's
-             * bytes: not a client to reap. */
-            if (l->o.initial_data == 0 || l->o.accept_timeout_s == 0 || sl->s == INVALID_SOCKET ||
+             * bytes: not a silent client. */
+            if (l->o.initial_data == 0 || sl->s == INVALID_SOCKET ||
                 HasOverlappedIoCompleted(&sl->op.ov))
                 continue;
             /* 0xFFFFFFFF: no client yet. Closing the socket completes its AcceptEx with an
              * error; on_accept then counts it as reaped and posts a fresh one. */
-            if (getsockopt(sl->s, SOL_SOCKET, SO_CONNECT_TIME, (char *)&secs, &len) == 0 &&
-                secs != 0xFFFFFFFF && secs >= l->o.accept_timeout_s) {
+            if (getsockopt(sl->s, SOL_SOCKET, SO_CONNECT_TIME, (char *)&secs, &len) != 0 ||
+                secs == 0xFFFFFFFF)
+                continue;
+            silent++;
+            if (l->o.accept_timeout_s != 0 && secs >= l->o.accept_timeout_s) {
                 sl->reaped = 1;
                 if (WSX_TRACING()) {
                     char extra[64];
@@ -273,8 +288,17 @@ static VOID CALLBACK on_tick(PVOID arg, BOOLEAN fired)
                 closesocket(sl->s);
                 sl->s = INVALID_SOCKET;
             }
-        } else if (!sl->in_callback) {
+        } else if (!sl->in_callback && i < l->o.accepts) {
             post_slot(l, sl);
+        }
+    }
+    /* Keep at least half of the pool's worth free for clients that do send; the extra slots'
+     * silent clients are reaped like the others. */
+    for (int i = l->o.accepts; i < l->nslots && !l->closing && 2 * silent > posted; i++) {
+        slot *sl = &l->slots[i];
+        if (!sl->posted && !sl->in_callback) {
+            post_slot(l, sl);
+            posted += sl->posted;
         }
     }
     LeaveCriticalSection(&l->lock);
@@ -306,7 +330,9 @@ int wsx_listener_open(wsx_port *port, const wsx_sockaddr *addr, const wsx_listen
     l->user = user;
     l->af = addr->ss.ss_family;
     InitializeCriticalSection(&l->lock);
-    l->slots = calloc((size_t)l->o.accepts, sizeof *l->slots);
+    /* Extra slots only where silent clients can hold them (initial-data accepts). */
+    l->nslots = l->o.initial_data ? 4 * l->o.accepts : l->o.accepts;
+    l->slots = calloc((size_t)l->nslots, sizeof *l->slots);
     l->spare = calloc((size_t)l->o.accepts, sizeof *l->spare);
     l->recycling = calloc((size_t)l->o.accepts, sizeof *l->recycling);
     l->s = WSASocketW(l->af, SOCK_STREAM, IPPROTO_TCP, NULL, 0, WSA_FLAG_OVERLAPPED);
@@ -314,13 +340,12 @@ int wsx_listener_open(wsx_port *port, const wsx_sockaddr *addr, const wsx_listen
         err = l->slots && l->spare && l->recycling ? WSAGetLastError() : WSAENOBUFS;
         goto fail;
     }
-    for (int i = 0; i < l->o.accepts; i++) {
+    for (int i = 0; i < l->nslots; i++) {
         slot *sl = &l->slots[i];
         sl->l = l;
         sl->s = INVALID_SOCKET;
         wsx_op_init(&sl->op, WSX_OP_ACCEPT, on_accept, sl, NULL);
-        sl->buf = malloc(WSX_ACCEPT_BUF_LEN(l->o.initial_data));
-        if (sl->buf == NULL) {
+        if (i < l->o.accepts && (sl->buf = malloc(WSX_ACCEPT_BUF_LEN(l->o.initial_data))) == NULL) {
             err = WSAENOBUFS;
             goto fail;
         }
@@ -462,7 +487,7 @@ int wsx_listener_close(wsx_listener *l)
     l->closing = 1;
     /* AcceptEx runs on the listening socket: cancel there, then close everything. */
     CancelIoEx((HANDLE)l->s, NULL);
-    for (int i = 0; i < l->o.accepts; i++) {
+    for (int i = 0; i < l->nslots; i++) {
         if (l->slots[i].s != INVALID_SOCKET) {
             closesocket(l->slots[i].s);
             l->slots[i].s = INVALID_SOCKET;

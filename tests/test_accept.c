@@ -209,6 +209,33 @@ Test(accept, reaper_closes_connect_no_send_client)
     wsx_listener_close(l);
 }
 
+/* Clients that connect and send nothing hold initial-data AcceptEx slots; with every slot held,
+ * a client that sends waits in the backlog until the reaper (here: never). The listener posts
+ * extra slots while silent clients hold more than half, up to four times the pool. */
+Test(accept, silent_clients_do_not_block_those_that_send)
+{
+    seen x;
+    wsx_listener *l = listen_on(&x, "127.0.0.1:0", 2, 16, 0);
+    SOCKET silent[7], busy;
+    DWORD t0;
+
+    for (int i = 0; i < 7; i++) /* more than the pool, fewer than four times it */
+        silent[i] = dial(l, "");
+    Sleep(50);
+    t0 = GetTickCount();
+    busy = dial(l, "");
+    echo_check(busy, "served", 6);
+    cr_assert_lt(GetTickCount() - t0, 5000, "served only after %lu ms", GetTickCount() - t0);
+    closesocket(busy);
+    for (int i = 0; i < 7; i++) { /* the silent ones are accepted when they do send */
+        char b[2];
+        cr_assert_eq(send(silent[i], "s", 1, 0), 1);
+        cr_assert_eq(recv(silent[i], b, 1, 0), 1, "silent client %d", i);
+        closesocket(silent[i]);
+    }
+    wsx_listener_close(l);
+}
+
 Test(accept, burst_of_200_with_4_posted)
 {
     enum { N = 200 };

@@ -7,7 +7,9 @@
  *   that connects and never sends would hold its AcceptEx forever. While it waits, SO_CONNECT_TIME
  * on the accept socket says how many seconds it has been connected (0xFFFFFFFF before a client).
  *   The reaper closes accept sockets connected longer than the limit; their AcceptEx then completes
- *   with an error and a fresh one is posted.
+ *   with an error and a fresh one is posted. Until then such clients hold their slots: while they
+ *   hold more than half of the posted ones, the listener posts more (checked every second, up to
+ *   4 x accepts), so that clients that do send are not left in the backlog behind them.
  * - A failure of one accept (a client that reset in the backlog, a socket shortage) concerns that
  *   client only: the listener closes that socket, posts a new accept and keeps serving.
  */
