@@ -303,12 +303,24 @@ const char *wsx_kind_name(wsx_kind kind)
 
 const char *wsx_strerror(int wsa)
 {
+    /* Per thread: the system's text for a code outside the table (a Win32 code with no WSA
+     * meaning, from a file operation: ERROR_PATH_NOT_FOUND...). */
+    static WSX_TLS char sys[160];
     const wsa_row *r;
+    DWORD n;
 
     if (wsa == 0)
         return "success";
     r = wsa_find(wsa);
-    return r ? r->text : "unknown error";
+    if (r)
+        return r->text;
+    n = wsa > 0 ? FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL,
+                                 (DWORD)wsa, 0, sys, sizeof sys, NULL)
+                : 0;
+    while (n > 0 && (sys[n - 1] == '\n' || sys[n - 1] == '\r' || sys[n - 1] == '.' ||
+                     sys[n - 1] == ' '))
+        sys[--n] = '\0';
+    return n > 0 ? sys : "unknown error";
 }
 
 const char *wsx_error_name(int wsa)

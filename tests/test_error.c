@@ -140,6 +140,9 @@ Test(error, names_and_texts)
     cr_assert_str_eq(wsx_ntstatus_name((LONG)STATUS_CONNECTION_RESET), "STATUS_CONNECTION_RESET");
     cr_assert_str_eq(wsx_strerror(WSAECONNRESET), "connection reset by peer");
     cr_assert_str_eq(wsx_strerror(0), "success");
+    /* A Win32 code with no WSA meaning (wsx_trace_open on a missing directory) gets a text. */
+    cr_assert_str_neq(wsx_strerror(ERROR_PATH_NOT_FOUND), "unknown error");
+    cr_assert_str_eq(wsx_strerror(-7), "unknown error");
     for (int code = -5; code < 12000; code++)
         cr_assert_not_null(wsx_strerror(code));
     cr_assert_str_eq(wsx_kind_name(WSX_KIND_OK), "ok");

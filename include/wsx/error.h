@@ -59,7 +59,9 @@ WSX_API wsx_kind wsx_error_kind(int wsa);
 /* "ok", "eof", "peer-reset", "aborted-locally", "refused", "other". */
 WSX_API const char *wsx_kind_name(wsx_kind kind);
 
-/* A short English text for a WSA code: "connection reset by peer". Never NULL. */
+/* A short English text for a WSA code: "connection reset by peer"; for another code (a Win32
+ * code with no WSA meaning), the system's message, in a buffer of the calling thread that the
+ * next such call overwrites. Never NULL. */
 WSX_API const char *wsx_strerror(int wsa);
 
 /* Symbolic names: "WSAECONNRESET", "ERROR_NETNAME_DELETED", "STATUS_CONNECTION_RESET".
