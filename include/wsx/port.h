@@ -48,7 +48,8 @@ typedef struct wsx_port_stats {
     LONG64 stale_dropped; /* completions whose owner had moved to a new generation */
 } wsx_port_stats;
 
-/* opts may be NULL. Returns 0, WSAENOBUFS or the CreateIoCompletionPort error (mapped). */
+/* opts may be NULL. Returns 0, WSAEINVAL (a buffer size wsx_buf_pool_create refuses),
+ * WSAENOBUFS or the CreateIoCompletionPort error (mapped). */
 WSX_API int wsx_port_create(wsx_port **out, const wsx_port_opts *opts);
 
 /* Stops the workers if running, then frees the port. Streams must be closed first (their

@@ -99,7 +99,8 @@ WSX_API int wsx_stream_transmit_file(wsx_stream *s, HANDLE file, ULONGLONG offse
                                      const void *head, DWORD head_len, const void *tail,
                                      DWORD tail_len);
 
-/* Half-close: after the queue is sent, shutdown(SD_SEND). Reading goes on. */
+/* Half-close: after the queue is sent, shutdown(SD_SEND). Reading goes on. Returns 0,
+ * WSAENOTCONN if the stream is closed already, WSAEINVAL for NULL (so do close and reset). */
 WSX_API int wsx_stream_shutdown(wsx_stream *s);
 
 /* Graceful close: send what is queued, FIN, then close when the peer's FIN comes or after 2 s.
