@@ -70,8 +70,8 @@ WSX_API int wsx_listener_open(wsx_port *port, const wsx_sockaddr *addr,
 
 /* Stop accepting: cancel and close every pending accept and the listening socket. The listener is
  * freed once all of its accepts have completed; no callback runs after this returns... except
- * that a callback already running on another thread finishes. Call from any thread. Returns 0,
- * WSAENOTCONN if it was closed already (while its last accepts drain), WSAEINVAL for NULL. */
+ * that a callback already running on another thread finishes. Call from any thread, once: the
+ * listener may be freed before it returns. Returns 0, or WSAEINVAL for NULL. */
 WSX_API int wsx_listener_close(wsx_listener *l);
 
 /* Socket reuse (opts.reuse): give back the socket of a connection that ended in order (FIN both
