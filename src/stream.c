@@ -926,14 +926,13 @@ int wsx_stream_send_buf(wsx_stream *s, wsx_buf *b)
     return err;
 }
 
-int wsx_stream_send(wsx_stream *s, const void *data, size_t len)
+/* Queue a copy of data; with want_gen (a reference's), only while s is still that connection. */
+static int send_copy(wsx_stream *s, const LONG *want_gen, const void *data, size_t len)
 {
     wsx__sendq chunks;
     const char *p = data;
     int err = 0;
 
-    if (s == NULL || (data == NULL && len > 0))
-        return WSAEINVAL;
     memset(&chunks, 0, sizeof chunks);
     /* Take every buffer first, so a failure queues nothing. */
     while (len > 0) {
@@ -948,8 +947,11 @@ int wsx_stream_send(wsx_stream *s, const void *data, size_t len)
         len -= b->len;
         wsx__sendq_push(&chunks, b);
     }
-    s_enter(s);
-    if (!can_send(s)) {
+    s_enter(s); /* held, the stream cannot finish and be reused under us (wsx_stream_ref_close) */
+    if (want_gen && (s->gen != *want_gen || s->closed || s->finished)) {
+        wsx__sendq_clear(&chunks);
+        err = WSAENOTCONN;
+    } else if (!can_send(s)) {
         wsx__sendq_clear(&chunks);
         err = WSAESHUTDOWN;
     } else if (chunks.head && !TF_REQ(s) && wr_get(s) == NULL) {
@@ -969,6 +971,20 @@ int wsx_stream_send(wsx_stream *s, const void *data, size_t len)
     s_leave(s);
     wsx__port_flush();
     return err;
+}
+
+int wsx_stream_send(wsx_stream *s, const void *data, size_t len)
+{
+    if (s == NULL || (data == NULL && len > 0))
+        return WSAEINVAL;
+    return send_copy(s, NULL, data, len);
+}
+
+int wsx_stream_ref_send(wsx_stream_ref ref, const void *data, size_t len)
+{
+    if (ref.s == NULL || (data == NULL && len > 0))
+        return WSAEINVAL;
+    return send_copy(ref.s, &ref.gen, data, len);
 }
 
 static wsx_buf *copy_to_buf(wsx_port *p, const void *data, DWORD len)

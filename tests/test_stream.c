@@ -1106,3 +1106,39 @@ Test(stream, open_gives_no_stream_that_ended_within_the_call)
     closesocket(cli);
     cr_assert_eq(wsx_port_destroy(p), 0);
 }
+
+/* A reference reaches its connection from another thread, and nothing after it ended, even once
+ * the stream object serves another connection. */
+Test(stream, references_reach_only_their_own_connection)
+{
+    wsx_port *p = port_with_workers(1);
+    ctx a, b;
+    SOCKET ca, cb;
+    wsx_stream_ref r;
+    char buf[8];
+
+    ctx_init(&a);
+    ca = open_pair(p, &a, NULL);
+    r = wsx_stream_get_ref(a.s);
+    cr_assert_eq(wsx_stream_ref_send(r, "hello", 5), 0);
+    t_recv_all(ca, buf, 5);
+    cr_assert_eq(memcmp(buf, "hello", 5), 0);
+    shutdown(ca, SD_SEND); /* the stream echoes nothing more, FIN, closes */
+    wait_closed(&a, 5000);
+    cr_assert_eq(wsx_stream_ref_send(r, "late", 4), WSAENOTCONN);
+    cr_assert_eq(wsx_stream_ref_close(r, WSX_CLOSE_RESET), WSAENOTCONN);
+
+    ctx_init(&b);
+    cb = open_pair(p, &b, NULL);
+    cr_assert_eq(b.s, a.s, "the object was reused (the free list is LIFO)");
+    cr_assert_eq(wsx_stream_ref_send(r, "stale", 5), WSAENOTCONN);
+    cr_assert_eq(wsx_stream_ref_close(r, WSX_CLOSE_RESET), WSAENOTCONN, "not the new connection");
+    cr_assert_eq(wsx_stream_ref_send(wsx_stream_get_ref(b.s), "new", 3), 0);
+    t_recv_all(cb, buf, 3);
+    cr_assert_eq(memcmp(buf, "new", 3), 0);
+    cr_assert_eq(wsx_stream_ref_send(wsx_stream_get_ref(NULL), "x", 1), WSAEINVAL);
+    closesocket(ca);
+    closesocket(cb);
+    wait_closed(&b, 5000);
+    finish(p);
+}

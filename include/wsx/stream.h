@@ -132,6 +132,10 @@ WSX_API wsx_stream_ref wsx_stream_get_ref(wsx_stream *s);
  * WSAENOTCONN otherwise. */
 WSX_API int wsx_stream_ref_close(wsx_stream_ref ref, wsx_close_how how);
 
+/* Queue a copy of data on the referenced connection if it is still the one referenced and open:
+ * a send from any thread (a timer, a broadcast). Returns as wsx_stream_send, or WSAENOTCONN. */
+WSX_API int wsx_stream_ref_send(wsx_stream_ref ref, const void *data, size_t len);
+
 /* Close, with `how`, every open stream of the port that has received no data for idle_ms or more
  * (0: every open stream). One stream at a time, under its own lock; callbacks (on_close) may run
  * on the calling thread. Returns how many streams were asked to close (0 for a NULL port). This
