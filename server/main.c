@@ -508,7 +508,7 @@ int main(int argc, char **argv)
     }
     for (int i = 0; i < nports; i++)
         wsx_port_stop(ports[i]); /* joins the worker */
-    wsx_trace_close(); /* first: with --trace -, final: is the last line */
+    wsx_trace_close();           /* first: with --trace -, final: is the last line */
     print_stats("final");
     WSACleanup();
     return 0;

@@ -447,15 +447,16 @@ Test(port, trace_end_line_survives_a_full_ring)
     char *end;
 
     cr_assert(CreatePipe(&k.rd, &wr, NULL, 4096));
+    /* "-" until the close: the trace then leaves the handle to us, as it leaves stdout. */
     cr_assert(SetStdHandle(STD_OUTPUT_HANDLE, wr));
     cr_assert_eq(wsx_trace_open("-"), 0);
-    cr_assert(SetStdHandle(STD_OUTPUT_HANDLE, old));
     for (int i = 0; i < 20000; i++) /* ~4 MiB of lines against a 1 MiB ring nobody empties */
         wsx__trace_event((unsigned long long)i + 1, 1, "recv", "done", 5, &st, NULL, 0, NULL);
     t = CreateThread(NULL, 0, sink_fn, &k, 0, NULL);
     cr_assert_not_null(t);
     wsx_trace_close();
-    CloseHandle(wr);
+    cr_assert(SetStdHandle(STD_OUTPUT_HANDLE, old));
+    CloseHandle(wr); /* the reader's EOF */
     cr_assert_eq(WaitForSingleObject(t, 10000), WAIT_OBJECT_0);
     CloseHandle(t);
     CloseHandle(k.rd);
