@@ -135,9 +135,11 @@ void wsx__trace_event(unsigned long long conn, LONG gen, const char *op, const c
     wsx__trace_line(line, (size_t)n);
 }
 
+static int out_owned; /* out was opened here (a path), not stdout's handle lent for "-" */
+
 static void close_out(HANDLE h)
 {
-    if (h != GetStdHandle(STD_OUTPUT_HANDLE))
+    if (out_owned)
         CloseHandle(h);
 }
 
@@ -149,7 +151,8 @@ int wsx_trace_open(const char *path)
     if (path == NULL)
         return WSAEINVAL;
     wsx_trace_close();
-    if (strcmp(path, "-") == 0)
+    out_owned = strcmp(path, "-") != 0;
+    if (!out_owned)
         h = GetStdHandle(STD_OUTPUT_HANDLE);
     else
         h = CreateFileA(path, GENERIC_WRITE, FILE_SHARE_READ, NULL, CREATE_ALWAYS,
