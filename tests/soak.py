@@ -63,8 +63,10 @@ class Soak:
                 except (OSError, AssertionError) as e:
                     if name == "good":
                         self.error("%s: %r" % (name, e))
+                    elif isinstance(e, AssertionError):
+                        self.bump(name + "-wrong")  # got bytes back, not the right ones
                     else:
-                        self.bump(name + "-error")
+                        self.bump(name + "-error")  # refused or reset (a burst over the limit)
                 if pause:
                     self.stop.wait(pause)
         t = threading.Thread(target=run, name=name, daemon=True)
@@ -137,11 +139,12 @@ class Soak:
     def slow_reader(self, rnd):
         data = rnd.randbytes(4 * 1024 * 1024)
         s = self.connect(timeout=60)
+        send_err = []
         def send_all():
             try:
                 s.sendall(data)
-            except OSError:
-                pass  # refused or reset during a burst: the reader below reports it
+            except OSError as e:
+                send_err.append(e)  # refused or reset during a burst (Linux then reads EOF)
         sender = threading.Thread(target=send_all, daemon=True)
         sender.start()
         time.sleep(2.0)  # not reading: the server must stop reading us, not grow
@@ -153,8 +156,12 @@ class Soak:
             got.extend(b)
         sender.join(30)
         s.close()
-        if bytes(got) != data:
-            raise AssertionError("slow reader lost data")
+        if bytes(got) != data[:len(got)]:
+            raise AssertionError("slow reader got wrong data")
+        if len(got) < len(data):
+            if send_err:  # the reset's error went to the sender; the reader saw an EOF
+                raise send_err[0]
+            raise AssertionError("slow reader got %d of %d bytes, then EOF" % (len(got), len(data)))
         self.bump("slow")
 
     def half_open(self, rnd):
@@ -335,6 +342,8 @@ def main():
     stats = {k: int(v) for k, v in re.findall(r"([a-z_-]+)=(\d+)", final[-1])} if final else {}
 
     failures = list(soak.errors)
+    # A misbehaving client may be refused (RST during a burst), never given wrong or cut data.
+    failures += ["%d %s" % (n, k) for k, n in sorted(soak.count.items()) if k.endswith("-wrong")]
     if rc != 0:
         failures.append("wsx-echo exit code %r" % rc)
     if not stats:
