@@ -314,6 +314,13 @@ static void s_enter(wsx_stream *s)
     s->depth++;
 }
 
+/* The stream wsx_stream_open on this thread is opening, and where it put it: if it ends before
+ * the call returns, *out is cleared before on_close runs (which may free the memory *out is in). */
+static WSX_TLS struct opening {
+    wsx_stream *s;
+    wsx_stream **out;
+} opening;
+
 /* Leaving the outermost level of a closed stream with nothing pending ends it. */
 static void s_leave(wsx_stream *s)
 {
@@ -321,6 +328,10 @@ static void s_leave(wsx_stream *s)
 
     if (s->depth == 1 && s->closed && s->pending == 0 && !s->finished) {
         s->finished = 1;
+        if (opening.s == s) {
+            *opening.out = NULL;
+            opening.s = NULL;
+        }
         wsx_buf_put(s->rbuf);
         s->rbuf = NULL;
         if (s->wr)
@@ -811,7 +822,7 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     wsx_stream *s;
     size_t mq;
     int err, skip = 0;
-    LONG gen;
+    struct opening outer;
 
     if (out)
         *out = NULL;
@@ -871,8 +882,10 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     s->u.user = user;
     wsx_op_init(&s->rop, WSX_OP_RECV, on_recv, s, &s->gen);
     s->rop.streak = &s->streak;
-    gen = s->gen;
     *out = s;
+    outer = opening; /* a callback of this open may open another stream */
+    opening.s = s;
+    opening.out = out;
     if (len > 0) {
         wsx_buf *b = wsx_buf_get(port->bufs);
         if (b == NULL) {
@@ -885,12 +898,8 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     }
     read_next(s);
     s_leave(s);
-    wsx__port_flush();
-    /* It may have ended already (a callback closed it, the peer's FIN or RST completed inline,
-     * no buffer): then on_close has run and the object is free, maybe reused. Its memory lives
-     * as long as the port, and its release changed the generation. */
-    if (s->gen != gen)
-        *out = NULL;
+    wsx__port_flush(); /* may end it too, here: a FIN or RST found at once */
+    opening = outer;
     return 0;
 }
 

@@ -1071,6 +1071,22 @@ static void reset_on_data(wsx_stream *s, wsx_buf *b)
     wsx_stream_reset(s);
 }
 
+/* A connection record that holds its stream pointer and is freed by on_close, the usual way. */
+typedef struct holder {
+    wsx_stream *s;
+    volatile LONG *closes;
+} holder;
+
+static void free_holder(wsx_stream *s, const wsx_status *why)
+{
+    holder *h = wsx_stream_user(s);
+    (void)why;
+    cr_assert_null(h->s, "*out still pointed at the stream when on_close ran");
+    InterlockedIncrement(h->closes);
+    memset(h, 0xDD, sizeof *h);
+    free(h);
+}
+
 /* A stream that ends within wsx_stream_open is not handed out: its object is free already. */
 Test(stream, open_gives_no_stream_that_ended_within_the_call)
 {
@@ -1104,6 +1120,19 @@ Test(stream, open_gives_no_stream_that_ended_within_the_call)
     cr_assert_eq(WaitForSingleObject(c.closed, 0), WAIT_OBJECT_0);
     cr_assert_eq(c.why.kind, WSX_KIND_EOF);
     closesocket(cli);
+
+    /* *out inside a record that on_close frees: it is cleared before on_close, never after. */
+    {
+        wsx_stream_callbacks fcb = {reset_on_data, NULL, free_holder, NULL, NULL};
+        volatile LONG closes = 0;
+        holder *h = malloc(sizeof *h);
+        cr_assert_not_null(h);
+        h->closes = &closes;
+        cli = t_pair("127.0.0.1:0", &srv);
+        cr_assert_eq(wsx_stream_open(p, srv, &o, &fcb, h, "hi", 2, &h->s), 0);
+        cr_assert_eq(closes, 1);
+        closesocket(cli);
+    }
     cr_assert_eq(wsx_port_destroy(p), 0);
 }
 

@@ -77,8 +77,9 @@ typedef struct wsx_stream_info {
  * closed and *out is NULL. Returns 0, WSAEINVAL, WSAENOBUFS, or the association error. The
  * stream can end within the call: on_data given `initial` closed it, no buffer was left for the
  * first read, or (called outside a callback, where what completes at once is delivered before
- * the call returns) the peer's FIN or RST came. Then on_close has run, 0 is returned and *out is
- * NULL again. A wsx_stream pointer is valid until its on_close returns. */
+ * the call returns) the peer's FIN or RST came. Then *out is set to NULL before on_close runs
+ * (which may free the memory *out is in), and 0 is returned. A wsx_stream pointer is valid until
+ * its on_close returns. */
 WSX_API int wsx_stream_open(wsx_port *port, SOCKET s, const wsx_stream_opts *opts,
                             const wsx_stream_callbacks *cb, void *user, const void *initial,
                             DWORD len, wsx_stream **out);
@@ -132,8 +133,10 @@ WSX_API wsx_stream_ref wsx_stream_get_ref(wsx_stream *s);
  * WSAENOTCONN otherwise. */
 WSX_API int wsx_stream_ref_close(wsx_stream_ref ref, wsx_close_how how);
 
-/* Queue a copy of data on the referenced connection if it is still the one referenced and open:
- * a send from any thread (a timer, a broadcast). Returns as wsx_stream_send, or WSAENOTCONN. */
+/* Queue a copy of data on the referenced connection if it is still the one referenced and open,
+ * from any thread (a timer, a control thread). It takes that stream's lock: from a callback of
+ * another stream, mind "Threads" at the top (two streams' callbacks sending to each other would
+ * wait for each other). Returns as wsx_stream_send, or WSAENOTCONN. */
 WSX_API int wsx_stream_ref_send(wsx_stream_ref ref, const void *data, size_t len);
 
 /* Close, with `how`, every open stream of the port that has received no data for idle_ms or more
