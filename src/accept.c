@@ -26,8 +26,9 @@ struct wsx_listener {
     void *user;
     /* slots[0..accepts) are kept posted; slots[accepts..nslots) are posted by the tick while
      * clients that connected and sent nothing hold more than half of the posted ones (an
-     * initial-data AcceptEx completes only with data: each such client holds its slot), and are
-     * not posted again once they complete. */
+     * initial-data AcceptEx completes only with data: each such client holds its slot); a
+     * completed extra slot is not posted again by its completion, only by a later tick if the
+     * need remains. */
     slot *slots;
     int nslots;
     int pending; /* AcceptEx posted and not yet completed */
@@ -455,6 +456,12 @@ int wsx_listener_recycle(wsx_listener *l, SOCKET s)
         if (skip)
             wsx__port_complete(&r->op, 0, 0, 0);
     } else if ((err = WSAGetLastError()) != WSA_IO_PENDING) {
+        wsx__port_complete(&r->op, 0, 0, err);
+    } else if (wsx__on_wine() && r->op.ov.Internal != (ULONG_PTR)STATUS_PENDING) {
+        /* Wine 8.0 (R1): it shut down at once (the status is in the OVERLAPPED already) and says
+         * pending, but queues no completion, and the socket cannot be reused: end it now as
+         * unsupported, or it would hold the listener (and wsx_port_destroy) for ever. */
+        err = WSAEOPNOTSUPP;
         wsx__port_complete(&r->op, 0, 0, err);
     }
     if (WSX_TRACING()) {

@@ -598,6 +598,13 @@ Test(accept, socket_reuse)
     }
     cr_assert_eq(x.accepted, 6, "every client served either way");
     cr_assert_eq(wsx_listener_close(reuse_listener), 0);
+    /* The cancelled DisconnectEx complete: the listener is freed and the port can go. */
+    {
+        int rc = -1;
+        for (int i = 0; i < 500 && (rc = wsx_port_destroy(x.port)) != 0; i++)
+            Sleep(10);
+        cr_assert_eq(rc, 0, "the port still has the listener: %d", rc);
+    }
 }
 
 static void connected_close(SOCKET s, const wsx_status *st, DWORD sent, void *user)
