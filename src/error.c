@@ -317,8 +317,8 @@ const char *wsx_strerror(int wsa)
     n = wsa > 0 ? FormatMessageA(FORMAT_MESSAGE_FROM_SYSTEM | FORMAT_MESSAGE_IGNORE_INSERTS, NULL,
                                  (DWORD)wsa, 0, sys, sizeof sys, NULL)
                 : 0;
-    while (n > 0 && (sys[n - 1] == '\n' || sys[n - 1] == '\r' || sys[n - 1] == '.' ||
-                     sys[n - 1] == ' '))
+    while (n > 0 &&
+           (sys[n - 1] == '\n' || sys[n - 1] == '\r' || sys[n - 1] == '.' || sys[n - 1] == ' '))
         sys[--n] = '\0';
     return n > 0 ? sys : "unknown error";
 }

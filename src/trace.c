@@ -203,7 +203,11 @@ static void trace_end(int at_exit)
         return;
     InterlockedExchange(&stopping, 1);
     SetEvent(wake);
-    WaitForSingleObject(writer, INFINITE);
+    /* At exit the writer is gone (ExitProcess ended it) or ends soon; a DLL unloaded by
+     * FreeLibrary runs this under the loader lock, which a thread needs to exit: do not wait for
+     * ever, and leave the file to the writer if it is still there. */
+    if (WaitForSingleObject(writer, at_exit ? 200 : INFINITE) != WAIT_OBJECT_0)
+        return;
     CloseHandle(writer);
     locked = at_exit ? TryAcquireSRWLockExclusive(&lock) : (AcquireSRWLockExclusive(&lock), 1);
     if (locked) {
