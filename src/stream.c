@@ -303,6 +303,8 @@ static void wr_put_if_idle(wsx_stream *s)
 
 /* The stream lock is recursive: a callback may call wsx_stream_* on its own stream. Only the
  * owning thread ever reads its own id in `owner`, so the unlocked read is safe. */
+static WSX_TLS int locks_held; /* stream locks this thread holds (callbacks run under one) */
+
 static void s_enter(wsx_stream *s)
 {
     DWORD me = GetCurrentThreadId();
@@ -310,8 +312,27 @@ static void s_enter(wsx_stream *s)
     if (s->owner != me) {
         AcquireSRWLockExclusive(&s->lock);
         s->owner = me;
+        locks_held++;
     }
     s->depth++;
+}
+
+/* s_enter, unless that would wait while this thread holds another stream's lock: two threads
+ * doing that to each other's streams would wait for ever. Returns 0 then. */
+static int s_enter_or_not(wsx_stream *s)
+{
+    DWORD me = GetCurrentThreadId();
+
+    if (s->owner != me && locks_held > 0) {
+        if (!TryAcquireSRWLockExclusive(&s->lock))
+            return 0;
+        s->owner = me;
+        locks_held++;
+        s->depth++;
+        return 1;
+    }
+    s_enter(s);
+    return 1;
 }
 
 /* The stream wsx_stream_open on this thread is opening, and where it put it: if it ends before
@@ -349,6 +370,7 @@ static void s_leave(wsx_stream *s)
         wr_put_if_idle(s);
     if (--s->depth == 0) {
         s->owner = 0;
+        locks_held--;
         ReleaseSRWLockExclusive(&s->lock);
     }
     if (release)
@@ -956,7 +978,13 @@ static int send_copy(wsx_stream *s, const LONG *want_gen, const void *data, size
         len -= b->len;
         wsx__sendq_push(&chunks, b);
     }
-    s_enter(s); /* held, the stream cannot finish and be reused under us (wsx_stream_ref_close) */
+    /* Held, the stream cannot finish and be reused under us (wsx_stream_ref_close). */
+    if (want_gen && !s_enter_or_not(s)) {
+        wsx__sendq_clear(&chunks);
+        return WSAEWOULDBLOCK; /* its callback runs on another thread, and we are in one */
+    }
+    if (!want_gen)
+        s_enter(s);
     if (want_gen && (s->gen != *want_gen || s->closed || s->finished)) {
         wsx__sendq_clear(&chunks);
         err = WSAENOTCONN;

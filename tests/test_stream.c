@@ -1171,3 +1171,50 @@ Test(stream, references_reach_only_their_own_connection)
     wait_closed(&b, 5000);
     finish(p);
 }
+
+/* Two streams on two workers whose callbacks send to each other at the same moment: each waits
+ * for the other's lock, for ever, unless a reference send from a callback declines to wait. */
+static HANDLE cross_in[2];
+static wsx_stream_ref cross_to[2];
+static volatile LONG cross_rc[2] = {-1, -1};
+
+static void cross_on_data(wsx_stream *s, wsx_buf *b)
+{
+    int me = (int)(INT_PTR)wsx_stream_user(s);
+
+    wsx_buf_put(b);
+    SetEvent(cross_in[me]);
+    WaitForSingleObject(cross_in[!me], 5000); /* both inside their callbacks now */
+    InterlockedExchange(&cross_rc[me], wsx_stream_ref_send(cross_to[!me], "x", 1));
+}
+
+Test(stream, reference_sends_between_callbacks_do_not_deadlock)
+{
+    wsx_port *p[2] = {port_with_workers(1), port_with_workers(1)};
+    wsx_stream_callbacks cb = {cross_on_data, NULL, NULL, NULL, NULL};
+    SOCKET cli[2], srv;
+    wsx_stream *s[2];
+
+    for (int i = 0; i < 2; i++) {
+        cross_in[i] = CreateEventW(NULL, TRUE, FALSE, NULL);
+        cli[i] = t_pair("127.0.0.1:0", &srv);
+        cr_assert_eq(wsx_stream_open(p[i], srv, NULL, &cb, (void *)(INT_PTR)i, NULL, 0, &s[i]), 0);
+        cross_to[i] = wsx_stream_get_ref(s[i]);
+    }
+    cr_assert_eq(send(cli[0], "a", 1, 0), 1);
+    cr_assert_eq(send(cli[1], "b", 1, 0), 1);
+    for (int i = 0; i < 100 && (cross_rc[0] == -1 || cross_rc[1] == -1); i++)
+        Sleep(50);
+    cr_assert_neq(cross_rc[0], -1, "stream 0's callback is stuck");
+    cr_assert_neq(cross_rc[1], -1, "stream 1's callback is stuck");
+    for (int i = 0; i < 2; i++) {
+        cr_assert(cross_rc[i] == 0 || cross_rc[i] == WSAEWOULDBLOCK, "rc %ld", cross_rc[i]);
+        if (cross_rc[!i] == 0) { /* what was queued arrives */
+            char c;
+            cr_assert_eq(recv(cli[i], &c, 1, 0), 1);
+        }
+        closesocket(cli[i]);
+    }
+    finish(p[0]);
+    finish(p[1]);
+}

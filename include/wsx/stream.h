@@ -19,7 +19,8 @@
  * Threads: callbacks of one stream never run concurrently (each stream has a lock that is held
  * during its callbacks); they run on port threads, or on the thread of a wsx_stream_* call whose
  * operation completed inline. Do not call into another stream from a callback while that stream's
- * thread may call into this one.
+ * thread may call into this one, except with wsx_stream_ref_send, which declines instead of
+ * waiting.
  */
 #ifndef WSX_STREAM_H
 #define WSX_STREAM_H
@@ -134,9 +135,10 @@ WSX_API wsx_stream_ref wsx_stream_get_ref(wsx_stream *s);
 WSX_API int wsx_stream_ref_close(wsx_stream_ref ref, wsx_close_how how);
 
 /* Queue a copy of data on the referenced connection if it is still the one referenced and open,
- * from any thread (a timer, a control thread). It takes that stream's lock: from a callback of
- * another stream, mind "Threads" at the top (two streams' callbacks sending to each other would
- * wait for each other). Returns as wsx_stream_send, or WSAENOTCONN. */
+ * from any thread: a timer, a control thread, or a callback of another stream (a broadcast). From
+ * a callback it never waits for the other stream's lock (two streams' callbacks sending to each
+ * other would wait for ever): WSAEWOULDBLOCK, nothing queued, while that stream's own callback
+ * runs on another thread; try again later. Returns as wsx_stream_send, WSAENOTCONN, or that. */
 WSX_API int wsx_stream_ref_send(wsx_stream_ref ref, const void *data, size_t len);
 
 /* Close, with `how`, every open stream of the port that has received no data for idle_ms or more
