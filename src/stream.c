@@ -978,13 +978,12 @@ static int send_copy(wsx_stream *s, const LONG *want_gen, const void *data, size
         len -= b->len;
         wsx__sendq_push(&chunks, b);
     }
-    /* Held, the stream cannot finish and be reused under us (wsx_stream_ref_close). */
-    if (want_gen && !s_enter_or_not(s)) {
+    /* Held, the stream cannot finish and be reused under us (wsx_stream_ref_close). A reference
+     * send does not wait from a callback; a plain one follows the rule in stream.h. */
+    if (want_gen ? !s_enter_or_not(s) : (s_enter(s), 0)) {
         wsx__sendq_clear(&chunks);
         return WSAEWOULDBLOCK; /* its callback runs on another thread, and we are in one */
     }
-    if (!want_gen)
-        s_enter(s);
     if (want_gen && (s->gen != *want_gen || s->closed || s->finished)) {
         wsx__sendq_clear(&chunks);
         err = WSAENOTCONN;
@@ -1227,8 +1226,9 @@ int wsx_stream_ref_close(wsx_stream_ref ref, wsx_close_how how)
     if (s == NULL)
         return WSAEINVAL;
     /* The lock outlives every generation; holding it, the stream cannot finish and be reused
-     * under us (it finishes only when the outermost holder leaves). */
-    s_enter(s);
+     * under us (it finishes only when the outermost holder leaves). From a callback, no wait. */
+    if (!s_enter_or_not(s))
+        return WSAEWOULDBLOCK;
     if (s->gen == ref.gen && !s->closed && !s->finished) {
         err = close_how(s, how);
     }

@@ -1177,6 +1177,7 @@ Test(stream, references_reach_only_their_own_connection)
 static HANDLE cross_in[2];
 static wsx_stream_ref cross_to[2];
 static volatile LONG cross_rc[2] = {-1, -1};
+static int cross_close; /* the callbacks close each other instead of sending */
 
 static void cross_on_data(wsx_stream *s, wsx_buf *b)
 {
@@ -1185,17 +1186,21 @@ static void cross_on_data(wsx_stream *s, wsx_buf *b)
     wsx_buf_put(b);
     SetEvent(cross_in[me]);
     WaitForSingleObject(cross_in[!me], 5000); /* both inside their callbacks now */
-    InterlockedExchange(&cross_rc[me], wsx_stream_ref_send(cross_to[!me], "x", 1));
+    InterlockedExchange(&cross_rc[me], cross_close
+                                           ? wsx_stream_ref_close(cross_to[!me], WSX_CLOSE_RESET)
+                                           : wsx_stream_ref_send(cross_to[!me], "x", 1));
 }
 
-Test(stream, reference_sends_between_callbacks_do_not_deadlock)
+static void cross_run(int closing)
 {
     wsx_port *p[2] = {port_with_workers(1), port_with_workers(1)};
     wsx_stream_callbacks cb = {cross_on_data, NULL, NULL, NULL, NULL};
     SOCKET cli[2], srv;
     wsx_stream *s[2];
 
+    cross_close = closing;
     for (int i = 0; i < 2; i++) {
+        cross_rc[i] = -1;
         cross_in[i] = CreateEventW(NULL, TRUE, FALSE, NULL);
         cli[i] = t_pair("127.0.0.1:0", &srv);
         cr_assert_eq(wsx_stream_open(p[i], srv, NULL, &cb, (void *)(INT_PTR)i, NULL, 0, &s[i]), 0);
@@ -1208,13 +1213,25 @@ Test(stream, reference_sends_between_callbacks_do_not_deadlock)
     cr_assert_neq(cross_rc[0], -1, "stream 0's callback is stuck");
     cr_assert_neq(cross_rc[1], -1, "stream 1's callback is stuck");
     for (int i = 0; i < 2; i++) {
+        char c;
         cr_assert(cross_rc[i] == 0 || cross_rc[i] == WSAEWOULDBLOCK, "rc %ld", cross_rc[i]);
-        if (cross_rc[!i] == 0) { /* what was queued arrives */
-            char c;
+        if (cross_rc[!i] == 0 && !closing) /* what was queued arrives */
             cr_assert_eq(recv(cli[i], &c, 1, 0), 1);
-        }
+        if (cross_rc[!i] == 0 && closing) /* the reset arrives */
+            cr_assert_leq(recv(cli[i], &c, 1, 0), 0);
         closesocket(cli[i]);
+        CloseHandle(cross_in[i]);
     }
     finish(p[0]);
     finish(p[1]);
+}
+
+Test(stream, reference_sends_between_callbacks_do_not_deadlock)
+{
+    cross_run(0);
+}
+
+Test(stream, reference_closes_between_callbacks_do_not_deadlock)
+{
+    cross_run(1);
 }

@@ -19,8 +19,8 @@
  * Threads: callbacks of one stream never run concurrently (each stream has a lock that is held
  * during its callbacks); they run on port threads, or on the thread of a wsx_stream_* call whose
  * operation completed inline. Do not call into another stream from a callback while that stream's
- * thread may call into this one, except with wsx_stream_ref_send, which declines instead of
- * waiting.
+ * thread may call into this one, except with wsx_stream_ref_send / wsx_stream_ref_close, which
+ * decline instead of waiting.
  */
 #ifndef WSX_STREAM_H
 #define WSX_STREAM_H
@@ -131,7 +131,8 @@ typedef enum wsx_close_how {
 WSX_API wsx_stream_ref wsx_stream_get_ref(wsx_stream *s);
 
 /* Close the referenced connection if it is still the one referenced and not yet closed;
- * WSAENOTCONN otherwise. */
+ * WSAENOTCONN otherwise. Like wsx_stream_ref_send, from a callback it does not wait for the
+ * stream's lock: WSAEWOULDBLOCK while that stream's callback runs on another thread. */
 WSX_API int wsx_stream_ref_close(wsx_stream_ref ref, wsx_close_how how);
 
 /* Queue a copy of data on the referenced connection if it is still the one referenced and open,
