@@ -284,16 +284,7 @@ def test_server_stop_never_passes_a_cut_echo_off_as_whole(spawn, target):
             pass
 
     def reader(name, s):
-        buf = bytearray()
-        try:
-            while True:
-                chunk = s.recv(65536)
-                if not chunk:
-                    got[name] = (bytes(buf), "eof")
-                    return
-                buf += chunk
-        except OSError as e:
-            got[name] = (bytes(buf), repr(e))
+        got[name] = read_to_close(s, timeout=60)  # (bytes, "eof" | "reset")
 
     threads = [threading.Thread(target=streamer, daemon=True),
                threading.Thread(target=reader, args=("stream", c), daemon=True)]

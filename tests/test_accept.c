@@ -532,6 +532,7 @@ Test(accept, listener_rejects_bad_arguments_and_busy_address)
      * the accept buffer's size (data + two addresses) would wrap. */
     bad.accepts = 1;
     bad.initial_data = (DWORD)wsx_buf_pool_size(wsx_port_buffers(x.port)) + 1;
+    a = t_addr("127.0.0.1:0"); /* a free address: only the check can refuse */
     cr_assert_eq(wsx_listener_open(x.port, &a, &bad, on_accepted, &x, &l2), WSAEINVAL);
     bad.initial_data = 0xFFFFFFF0u;
     cr_assert_eq(wsx_listener_open(x.port, &a, &bad, on_accepted, &x, &l2), WSAEINVAL);
