@@ -33,6 +33,8 @@ def test_listening_line_and_clean_stop(wsx_only):
     (["--buffer-size", "12ab"], "--buffer-size"),
     (["--listen"], "--listen"),
     (["--initial-data", "99999", "--buffer-size", "1024"], "--initial-data"),
+    # No accept waits for data, so there is nothing to time out: an error, not a silent no-op.
+    (["--initial-data", "0", "--accept-timeout", "5"], "--accept-timeout"),
 ])
 def test_bad_usage_exits_2_naming_the_option(wsx_only, args, needle):
 

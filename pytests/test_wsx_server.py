@@ -233,6 +233,34 @@ def test_trace_initial_data_accept_and_peer_reset(wsx_only, tmp_path):
     assert srv.trace()[-1] == {"op": "trace", "phase": "end", "dropped": 0}
 
 
+def test_trace_to_stdout_is_one_stream_of_lines(wsx_only):
+    """`--trace -`: the listening line, the trace and the final stats share stdout; every line
+    ends in \n alone (no \r\n beside \n), every trace line is JSON, and `final:` comes last."""
+    import json
+    from conftest import start_wine_server
+    start_wine_server()
+    p = subprocess.Popen(wsx_echo_argv("--listen", "127.0.0.1:0", "--trace", "-",
+                                       "--stop-after", "3"),
+                         stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    head = []  # the accepts' pending lines come first: the listener posts them as it opens
+    while not head or not head[-1].startswith(b"listening on "):
+        head.append(p.stdout.readline())
+        assert head[-1], head
+    port = int(head[-1].split(b":")[-1])
+    with connect(("127.0.0.1", port)) as s:
+        s.sendall(b"to stdout")
+        assert recv_exact(s, 9) == b"to stdout"
+    out, err = p.communicate(timeout=60)
+    out = b"".join(head) + out
+    assert p.returncode == 0, err
+    assert out.endswith(b"\n") and b"\r" not in out, out[-400:]
+    lines = out.decode().splitlines()
+    assert lines[-1].startswith("final: accepted=1 "), lines[-3:]
+    events = [json.loads(line) for line in lines[:-1] if not line.startswith("listening on ")]
+    assert any(ev.get("op") == "send" and ev.get("bytes") == 9 for ev in events), events
+    assert events[-1] == {"op": "trace", "phase": "end", "dropped": 0}, events[-1]
+
+
 def test_trace_reaped_client(wsx_only, tmp_path):
     trace = str(tmp_path / "t.jsonl")
     srv = start_wsx_echo("--listen", "127.0.0.1:0", "--accept-timeout", "1", "--trace", trace,

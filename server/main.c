@@ -11,6 +11,8 @@
  * periodic stats, --stop-after) and the orderly stop on Ctrl-C. */
 #include "wsx/wsx.h"
 
+#include <fcntl.h>
+#include <io.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -143,7 +145,7 @@ static const char *const options[] = {
 static void parse_args(int argc, char **argv)
 {
     SYSTEM_INFO si;
-    int have_queued = 0, have_initial = 0;
+    int have_queued = 0, have_initial = 0, have_accept_timeout = 0;
 
     GetSystemInfo(&si);
     cfg.threads = si.dwNumberOfProcessors > 64 ? 64 : (int)si.dwNumberOfProcessors;
@@ -204,6 +206,7 @@ static void parse_args(int argc, char **argv)
             have_initial = 1;
         } else if (strcmp(name, "--accept-timeout") == 0) {
             cfg.accept_timeout = (DWORD)parse_num(name, val, 0, 86400);
+            have_accept_timeout = 1;
         } else if (strcmp(name, "--idle-timeout") == 0) {
             cfg.idle_timeout = (DWORD)parse_num(name, val, 0, 86400);
         } else if (strcmp(name, "--send-timeout") == 0) {
@@ -237,6 +240,12 @@ static void parse_args(int argc, char **argv)
         cfg.initial = cfg.buffer_size; /* the default follows a smaller --buffer-size */
     if (cfg.initial > cfg.buffer_size)
         die_usage("must not exceed --buffer-size", "--initial-data", NULL);
+    /* With accepts that complete on connect there is no accept to time out: say so rather than
+     * ignore the option (--idle-timeout closes such clients). */
+    if (have_accept_timeout && cfg.accept_timeout && cfg.initial == 0)
+        die_usage("needs --initial-data > 0 (with --initial-data 0, --idle-timeout closes clients "
+                  "that send nothing)",
+                  "--accept-timeout", NULL);
     if (!have_queued)
         cfg.max_queued = 4 * (size_t)cfg.buffer_size;
     if (cfg.max_queued < cfg.buffer_size)
@@ -406,6 +415,9 @@ int main(int argc, char **argv)
     ULONGLONG start; /* --stop-after is up to a year: 64-bit ticks (a DWORD wraps at 49.7 days) */
     int err;
 
+    /* Lines end in \n alone: in text mode the CRT writes \r\n for ours while the trace's lines
+     * (WriteFile) end in \n, and `--trace -` mixed the two in one stream. */
+    _setmode(_fileno(stdout), _O_BINARY);
     parse_args(argc, argv);
     err = WSAStartup(MAKEWORD(2, 2), &wsa);
     if (err != 0) {
