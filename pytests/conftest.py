@@ -5,9 +5,11 @@ Targets (pick one; the default is wsx-echo):
   (default)                 wsx-echo under Wine on 127.0.0.1:0; capabilities read from its --help
   --server-cmd "CMD"        start another echo server. It must print "listening on HOST:PORT", or
                             take the port from a `{port}` placeholder in CMD (a free port is put
-                            there), or listen on the fixed --server-port. An `{addr}` placeholder
-                            gets the address to listen on (ADDR:PORT, port 0; the first `listen`
-                            a test asks for). SIGINT at the stop goes to CMD's process group.
+                            there; if it exits because another process took that port meanwhile,
+                            it is started again on another), or listen on the fixed --server-port.
+                            An `{addr}` placeholder gets the address to listen on: the first
+                            `listen` a test asks for, else HOST:--server-port when that is given,
+                            else 127.0.0.1:0. SIGINT at the stop goes to CMD's process group.
   --server-addr HOST:PORT   a server that is already running: nothing is started or stopped, so
                             only tests that need no options and no stop run.
   --server-caps LIST        what a --server-cmd server can do, comma-separated; each item is NAME
@@ -109,6 +111,10 @@ def pytest_collection_modifyitems(config, items):
 # Server processes
 
 
+class ServerExited(RuntimeError):
+    """The server exited before it was listening."""
+
+
 class Server:
     """A started echo server: its listeners, its output, its trace file, its exit code."""
 
@@ -164,12 +170,17 @@ class Server:
         end = time.monotonic() + wait
         while True:
             if self.proc.poll() is not None:
-                raise RuntimeError("server exited (rc=%s) before listening on %s:%d; output:\n%s"
+                self._reader.join(5)
+                raise ServerExited("server exited (rc=%s) before listening on %s:%d; output:\n%s"
                                    % (self.proc.returncode, host, port, self.output()))
             try:
                 socket.create_connection((host, port), timeout=1).close()
                 self.probes += 1
-                break
+                # Another process may hold the port (a {port} taken since we found it free): a
+                # server that failed to bind it exits, give it a moment to.
+                time.sleep(0.3)
+                if self.proc.poll() is None:
+                    break
             except OSError:
                 if time.monotonic() > end:
                     self.kill()
@@ -298,6 +309,20 @@ def _no_server_left_behind():
             srv.kill()
 
 
+def _bracket(host):
+    return "[%s]" % host if ":" in host else host
+
+
+def _port_taken(port, host="127.0.0.1"):
+    """Whether something else holds `port` now (a bind without SO_REUSEADDR fails)."""
+    with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as s:
+        try:
+            s.bind((host, port))
+            return False
+        except OSError:
+            return True
+
+
 def free_port(family=socket.AF_INET, host="127.0.0.1"):
     with socket.socket(family) as s:
         s.bind((host, 0))
@@ -419,10 +444,15 @@ class Target:
         options = list(options)
         cmd = self.cmd
         if self.kind == "cmd" and "{addr}" in cmd:
-            # The server takes its address in its command: the first `listen` goes there.
-            cmd = cmd.replace("{addr}", listen[0] if listen else "127.0.0.1:0")
+            # The server takes its address in its command: the first `listen` goes there, else
+            # the fixed --server-port's, else port 0 (the server must then print its port).
             if listen:
+                cmd = cmd.replace("{addr}", listen[0])
                 options.remove(("listen", listen[0]))
+            elif self.fixed_port is not None:
+                cmd = cmd.replace("{addr}", "%s:%d" % (_bracket(self.host), self.fixed_port))
+            else:
+                cmd = cmd.replace("{addr}", "127.0.0.1:0")
         for cap, value in options:
             extra += self.option_args(cap, value, env)
         if trace_path:
@@ -434,18 +464,29 @@ class Target:
             start_wine_server()
             srv = Server(wsx_echo_argv(*extra), env=env, trace=trace_path, name=name, wait=wait)
         else:
-            port = None
+            srv = self._start_cmd(cmd, extra, listen, env, trace_path, name, wait)
+        srv.artdir = artdir
+        return srv
+
+    def _start_cmd(self, cmd, extra, listen, env, trace_path, name, wait):
+        """A --server-cmd server. A `{port}` is a port that was free a moment ago: if the server
+        exits because another process took it meanwhile, try again with another one."""
+        for attempt in range(3):
+            port, argv = None, cmd
             if "{port}" in cmd:
                 port = free_port()
-                cmd = cmd.replace("{port}", str(port))
+                argv = cmd.replace("{port}", str(port))
             elif self.fixed_port is not None:
                 port = self.fixed_port
             if listen:
                 port = None  # a server given --listen must print where it listens
-            srv = Server(shlex.split(cmd) + extra, env=env, port=port, host=self.host,
-                         trace=trace_path, name=name, wait=wait)
-        srv.artdir = artdir
-        return srv
+            try:
+                return Server(shlex.split(argv) + extra, env=env, port=port, host=self.host,
+                              trace=trace_path, name=name, wait=wait)
+            except ServerExited:
+                if attempt == 2 or "{port}" not in cmd or not _port_taken(port):
+                    raise
+        raise AssertionError("unreachable")
 
 
 def pytest_sessionstart(session):
@@ -575,6 +616,9 @@ def spawn(request, target):
     for srv in started:
         if not srv.stopped and not srv.alive():
             problems.append("%s exited during the test (rc=%s)" % (srv.name, srv.proc.returncode))
+        # A test that stopped the server itself and failed has reported what the stop did.
+        elif srv.stopped and _test_failed(request.node):
+            pass
         # Stopped here or by the test itself: a hang or (wsx) a non-zero exit fails the test.
         elif (srv.stop_rc if srv.stopped else srv.stop()) is None:
             problems.append("%s did not stop within 20 s of SIGINT" % srv.name)
