@@ -67,6 +67,15 @@ size_t wsx__buf_pool_sweep(wsx_buf_pool *p);
 /* Park hot streams whose full read has waited park_ms or more; give the heap the free send
  * states beyond a few hundred (stream.c). */
 void wsx__stream_sweep(struct wsx_port *p, DWORD park_ms);
+/* Pins of the streams opened in callbacks on this thread (stream.c): deliver() lets go of those
+ * its callback made when it returns. */
+int wsx__stream_pins(void);
+void wsx__stream_unpin_to(int mark);
+/* A scope in which callbacks run as in a delivery: what completes inline waits for its end
+ * (wsx_stream_open outside callbacks: its on_data must not see completions nested in it).
+ * begin returns whether this call opened the scope; end closes it (if so) and delivers. */
+int wsx__port_scope_begin(void);
+void wsx__port_scope_end(int began);
 
 /* Trace (trace.c). Callers test WSX_TRACING() first: one predictable branch when off. */
 extern volatile LONG wsx__trace_on;

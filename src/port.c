@@ -105,6 +105,7 @@ static const char stop_tag;
 static void deliver(wsx_port *p, wsx_op *op, DWORD bytes)
 {
     wsx_status st;
+    int pins;
 
     if (InterlockedExchange(&op->posted, 0) == 0) {
         /* Nobody posted it: a second completion for one operation. Never deliver it. */
@@ -120,7 +121,10 @@ static void deliver(wsx_port *p, wsx_op *op, DWORD bytes)
         st = wsx_status_from_wsa(op->sync_wsa);
     else
         st = wsx_status_from_overlapped(&op->ov, bytes, op->is_read);
+    pins = wsx__stream_pins();
     op->fn(op, &st);
+    if (wsx__stream_pins() > pins)
+        wsx__stream_unpin_to(pins); /* streams the callback opened: their pointers were its own */
 }
 
 static void drain_inline(void)
@@ -142,6 +146,21 @@ void wsx__port_flush(void)
     delivering = 1;
     drain_inline();
     delivering = 0;
+}
+
+int wsx__port_scope_begin(void)
+{
+    if (delivering)
+        return 0;
+    delivering = 1;
+    return 1;
+}
+
+void wsx__port_scope_end(int began)
+{
+    if (began)
+        delivering = 0;
+    wsx__port_flush();
 }
 
 /* The thread-local lists of ops (inline completions, requeued ones) are linked by inline_next. */

@@ -73,7 +73,7 @@ struct wsx_stream {
     unsigned reading : 1, writing : 1, transmitting : 1;
     unsigned zero : 1, skip : 1, eof : 1, shut_req : 1, shut_done : 1, close_req : 1, closed : 1,
         finished : 1, why_set : 1, throttled : 1, hot : 2, parking : 1, woken : 1, after_wake : 1,
-        lingering : 1;
+        lingering : 1, pinned : 1;
     wsx_buf *rbuf;
     wsx__tf *tf;
     size_t peak_queued;
@@ -342,6 +342,39 @@ static WSX_TLS struct opening {
     wsx_stream **out;
 } opening;
 
+/* Streams opened by the callback running on this thread (or by a wsx_stream_open outside
+ * callbacks, while it runs). A pinned stream can end, on_close included, but its object is not
+ * reused until the pin goes: the opener may use the pointer until its callback returns, even
+ * after a completion on another thread ended the stream (calls on it then fail), and never
+ * reaches another connection through it. Few are open at once: 8 in place, more on the heap. */
+static WSX_TLS wsx_stream *pin_few[8];
+static WSX_TLS wsx_stream **pin_more;
+static WSX_TLS int npins, pin_cap;
+
+static int pin(wsx_stream *s)
+{
+    wsx_stream **v = pin_more ? pin_more : pin_few;
+    int cap = pin_more ? pin_cap : (int)(sizeof pin_few / sizeof pin_few[0]);
+
+    if (npins == cap) {
+        wsx_stream **nv = malloc(2 * (size_t)cap * sizeof *nv);
+        if (nv == NULL)
+            return 0;
+        memcpy(nv, v, (size_t)npins * sizeof *nv);
+        free(pin_more);
+        pin_more = v = nv;
+        pin_cap = 2 * cap;
+    }
+    v[npins++] = s;
+    s->pinned = 1;
+    return 1;
+}
+
+int wsx__stream_pins(void)
+{
+    return npins;
+}
+
 /* Leaving the outermost level of a closed stream with nothing pending ends it. */
 static void s_leave(wsx_stream *s)
 {
@@ -364,7 +397,7 @@ static void s_leave(wsx_stream *s)
         }
         if (s->cb->on_close)
             s->cb->on_close(s, &s->why);
-        release = 1;
+        release = !s->pinned; /* else when the pin goes (wsx__stream_unpin_to) */
     }
     if (s->depth == 1)
         wr_put_if_idle(s);
@@ -375,6 +408,35 @@ static void s_leave(wsx_stream *s)
     }
     if (release)
         stream_release(s);
+}
+
+void wsx__stream_unpin_to(int mark)
+{
+    wsx_stream **v = pin_more ? pin_more : pin_few;
+    int keep = mark;
+
+    for (int i = mark; i < npins; i++) {
+        wsx_stream *s = v[i];
+        int release;
+
+        /* A poll nested in a callback may end while this thread holds stream locks: a pin whose
+         * lock is not free now (or is this thread's own, further out) goes to the outer level. */
+        if (s->owner == GetCurrentThreadId() || !s_enter_or_not(s)) {
+            v[keep++] = s;
+            continue;
+        }
+        s->pinned = 0;
+        release = s->finished; /* it ended while pinned: its object is free now */
+        s_leave(s);
+        if (release)
+            stream_release(s);
+    }
+    npins = keep;
+    if (npins == 0 && pin_more) {
+        free(pin_more);
+        pin_more = NULL;
+        pin_cap = 0;
+    }
 }
 
 static void set_why(wsx_stream *s, const wsx_status *st)
@@ -843,11 +905,15 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     const wsx_stream_callbacks *pcb;
     wsx_stream *s;
     size_t mq;
-    int err, skip = 0;
+    int err, skip = 0, scope, mark;
     struct opening outer;
 
     if (out)
         *out = NULL;
+    if (opts && opts->ref) {
+        opts->ref->s = NULL;
+        opts->ref->gen = 0;
+    }
     if (port == NULL || sock == INVALID_SOCKET || cb == NULL || cb->on_data == NULL ||
         out == NULL || (initial == NULL && len > 0) || len > wsx_buf_pool_size(port->bufs)) {
         if (sock != INVALID_SOCKET)
@@ -876,6 +942,10 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
         stream_release(s);
         return err;
     }
+    /* Outside callbacks, the open is a delivery scope of its own: on_data for `initial` runs as
+     * a callback, and what it sends completes after it returns, not inside it. */
+    scope = wsx__port_scope_begin();
+    mark = wsx__stream_pins();
     s_enter(s);
     s->port = port;
     s->sock = sock;
@@ -891,7 +961,7 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     s->woken = len > 0;
     s->last_data = GetTickCount();
     s->reading = s->writing = s->transmitting = 0;
-    s->finished = s->why_set = s->throttled = s->lingering = 0;
+    s->finished = s->why_set = s->throttled = s->lingering = s->pinned = 0;
     s->rbuf = NULL;
     tf_clear(s); /* kept by a reused stream object, empty since its last stream finished */
     mq = opts && opts->max_queued ? opts->max_queued : 4 * (size_t)wsx_buf_pool_size(port->bufs);
@@ -905,10 +975,16 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     wsx_op_init(&s->rop, WSX_OP_RECV, on_recv, s, &s->gen);
     s->rop.streak = &s->streak;
     *out = s;
+    if (opts && opts->ref) {
+        opts->ref->s = s;
+        opts->ref->gen = s->gen;
+    }
     outer = opening; /* a callback of this open may open another stream */
     opening.s = s;
     opening.out = out;
-    if (len > 0) {
+    if (!pin(s))
+        fail_wsa(s, WSAENOBUFS);
+    else if (len > 0) {
         wsx_buf *b = wsx_buf_get(port->bufs);
         if (b == NULL) {
             fail_wsa(s, WSAENOBUFS);
@@ -920,7 +996,11 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     }
     read_next(s);
     s_leave(s);
-    wsx__port_flush(); /* may end it too, here: a FIN or RST found at once */
+    /* Outside callbacks: what completed at once is delivered now (it may end the stream: a FIN
+     * or RST found at once), and the pins of this call go. */
+    wsx__port_scope_end(scope);
+    if (scope)
+        wsx__stream_unpin_to(mark);
     opening = outer;
     return 0;
 }

@@ -24,7 +24,7 @@ static void on_accepted(wsx_listener *l, const wsx_accepted *a, void *user)
 {
     seen *x = user;
     wsx_stream *s;
-    wsx_stream_opts o = {0, 1, 1, 0};
+    wsx_stream_opts o = {0, 1, 1, 0, NULL};
 
     (void)l;
     wsx_addr_format((const struct sockaddr *)&a->remote.ss, a->remote.len, x->remote,
@@ -391,7 +391,7 @@ Test(accept, transmit_file_in_order_with_sends)
     wsx_port *p;
     SOCKET srv, cli = t_pair("127.0.0.1:0", &srv);
     wsx_stream *s;
-    wsx_stream_opts o = {0, 0, 1, 0};
+    wsx_stream_opts o = {0, 0, 1, 0, NULL};
     char got[32];
     HANDLE f;
     DWORD n;
@@ -557,7 +557,7 @@ static void on_accepted_reuse(wsx_listener *l, const wsx_accepted *a, void *user
 {
     seen *x = user;
     wsx_stream *s;
-    wsx_stream_opts o = {0, 1, 1, a->reused};
+    wsx_stream_opts o = {0, 1, 1, a->reused, NULL};
 
     (void)l;
     wsx_stream_open(x->port, a->s, &o, &reuse_cb, NULL, a->data, a->len, &s);

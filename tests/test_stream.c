@@ -123,7 +123,7 @@ Test(stream, send_64_mib_to_a_slow_reader)
     enum { TOTAL = 64 << 20 };
     wsx_port *p = port_with_workers(2);
     ctx c;
-    wsx_stream_opts o = {0, 0, 1, 0};
+    wsx_stream_opts o = {0, 0, 1, 0, NULL};
     SOCKET cli;
     unsigned char *data = malloc(TOTAL), *got = malloc(1 << 20);
     size_t seen = 0;
@@ -248,7 +248,7 @@ Test(stream, backpressure_caps_the_queue)
     enum { TOTAL = 8 << 20 };
     wsx_port *p = port_with_workers(1);
     ctx c;
-    wsx_stream_opts o = {256 * 1024, 0, 1, 0};
+    wsx_stream_opts o = {256 * 1024, 0, 1, 0, NULL};
     SOCKET cli;
     pusher u;
     HANDLE t;
@@ -349,7 +349,7 @@ Test(stream, close_with_recv_and_send_pending)
 {
     wsx_port *p = port_with_workers(2);
     ctx c;
-    wsx_stream_opts o = {0, 0, 1, 0};
+    wsx_stream_opts o = {0, 0, 1, 0, NULL};
     SOCKET cli;
     char *big = calloc(1, 32 << 20);
     wsx_stream_info info;
@@ -404,7 +404,7 @@ static long long echo_run(int skip, wsx_port_stats *stats)
     enum { TOTAL = 4 << 20 };
     wsx_port *p = port_with_workers(1);
     ctx c;
-    wsx_stream_opts o = {0, 0, skip, 0};
+    wsx_stream_opts o = {0, 0, skip, 0, NULL};
     SOCKET cli;
     pusher u;
     HANDLE t;
@@ -465,7 +465,7 @@ static void fairness(int workers)
 {
     enum { N = 100, WINDOW = 16384 };
     wsx_port *p = port_with_workers(workers);
-    wsx_stream_opts o = {0, 0, 1, 0};
+    wsx_stream_opts o = {0, 0, 1, 0, NULL};
     static ctx srv[N], cli[N];
     wsx_sockaddr a;
     SOCKET l = t_listener("127.0.0.1:0", &a);
@@ -540,7 +540,7 @@ static SIZE_T private_bytes(void)
 static void idle_run(int zero, int n)
 {
     wsx_port *p = port_with_workers(1);
-    wsx_stream_opts o = {0, zero, 1, 0};
+    wsx_stream_opts o = {0, zero, 1, 0, NULL};
     ctx *c = calloc((size_t)n, sizeof *c);
     SOCKET *cl = calloc((size_t)n, sizeof *cl);
     wsx_sockaddr a;
@@ -594,7 +594,7 @@ Test(stream, idle_connections_full_reads)
 Test(stream, busy_stream_earns_a_buffer_and_parks_it_when_idle)
 {
     wsx_port *p = port_with_workers(1);
-    wsx_stream_opts o = {0, 1, 1, 0};
+    wsx_stream_opts o = {0, 1, 1, 0, NULL};
     wsx_buf_pool *pool = wsx_port_buffers(p);
     ctx c;
     SOCKET cli;
@@ -633,7 +633,7 @@ Test(stream, busy_stream_earns_a_buffer_and_parks_it_when_idle)
 Test(stream, initial_data_reads_on_with_a_buffer_then_parks)
 {
     wsx_port *p = port_with_workers(1);
-    wsx_stream_opts o = {0, 1, 1, 0};
+    wsx_stream_opts o = {0, 1, 1, 0, NULL};
     wsx_buf_pool *pool = wsx_port_buffers(p);
     SOCKET srv, cli = t_pair("127.0.0.1:0", &srv);
     ctx c;
@@ -693,7 +693,7 @@ Test(stream, port_closes_idle_streams_then_all)
 static LONG64 small_read_requeues(int others, int by_hand, unsigned cap)
 {
     wsx_port_opts po = {cap, 512, 0, 0, 0};
-    wsx_stream_opts o = {0, 0, 1, 0};
+    wsx_stream_opts o = {0, 0, 1, 0, NULL};
     wsx_port_stats st;
     wsx_port *p = NULL;
     ctx a, b;
@@ -856,7 +856,7 @@ Test(stream, poll_nested_in_a_callback_runs_only_its_own_round)
     static const wsx_stream_callbacks cb = {nested_on_data, NULL, on_close, nested_on_complete,
                                             NULL};
     wsx_port_opts po = {0, 512, 0, 0, 0};
-    wsx_stream_opts o = {0, 0, 1, 0};
+    wsx_stream_opts o = {0, 0, 1, 0, NULL};
     wsx_port_stats st;
     wsx_port *p = NULL;
     ctx c[2];
@@ -1234,4 +1234,142 @@ Test(stream, reference_sends_between_callbacks_do_not_deadlock)
 Test(stream, reference_closes_between_callbacks_do_not_deadlock)
 {
     cross_run(1);
+}
+
+/* A stream opened in a callback stays that callback's until it returns: ended meanwhile by a
+ * completion on the port's other worker, its object is not handed to the next stream opened, so
+ * the pointer never reaches another connection (the docs' client opens in wsx_connect's callback
+ * and sends right after). */
+typedef struct opener {
+    ctx a, b;
+    SOCKET cli_a, cli_b;
+    wsx_stream *sa, *sb;
+    int ended_first, send_after;
+    HANDLE done;
+} opener;
+
+static void open_in_callback(wsx_op *op, const wsx_status *st)
+{
+    opener *o = op->user;
+    wsx_stream_opts so = {.skip_on_success = 1};
+    SOCKET srv;
+    struct linger lg = {1, 0};
+
+    (void)st;
+    o->cli_a = t_pair("127.0.0.1:0", &srv);
+    if (wsx_stream_open(op->port, srv, &so, &echo_cb, &o->a, NULL, 0, &o->sa) == 0 && o->sa) {
+        /* The peer resets: A's pending read completes on the other worker, which ends A. */
+        setsockopt(o->cli_a, SOL_SOCKET, SO_LINGER, (char *)&lg, sizeof lg);
+        closesocket(o->cli_a);
+        o->ended_first = WaitForSingleObject(o->a.closed, 5000) == WAIT_OBJECT_0;
+        o->cli_b = t_pair("127.0.0.1:0", &srv);
+        wsx_stream_open(op->port, srv, &so, &echo_cb, &o->b, NULL, 0, &o->sb);
+        o->send_after = wsx_stream_send(o->sa, "A's", 3);
+    }
+    SetEvent(o->done);
+}
+
+Test(stream, a_stream_opened_in_a_callback_is_not_reused_before_it_returns)
+{
+    wsx_port *p = port_with_workers(2);
+    opener o;
+    wsx_op op;
+    char got[8];
+
+    memset(&o, 0, sizeof o);
+    ctx_init(&o.a);
+    ctx_init(&o.b);
+    o.done = CreateEventW(NULL, TRUE, FALSE, NULL);
+    wsx_op_init(&op, WSX_OP_USER, open_in_callback, NULL, NULL);
+    op.user = &o;
+    cr_assert_eq(wsx_port_post(p, &op, 0, 0), 0);
+    cr_assert_eq(WaitForSingleObject(o.done, 20000), WAIT_OBJECT_0);
+    cr_assert_not_null(o.sa);
+    cr_assert(o.ended_first, "the reset did not end stream A on the other worker");
+    cr_assert_eq(o.a.why.kind, WSX_KIND_PEER_RESET);
+    cr_assert_not_null(o.sb);
+    cr_assert_neq(o.sa, o.sb, "B got A's object while A's opener still held the pointer");
+    cr_assert_neq(o.send_after, 0, "a send on the ended stream A was accepted");
+    /* B's client got nothing of A's. */
+    {
+        DWORD ms = 300;
+        int n;
+        setsockopt(o.cli_b, SOL_SOCKET, SO_RCVTIMEO, (char *)&ms, sizeof ms);
+        n = recv(o.cli_b, got, sizeof got, 0);
+        cr_assert(n < 0 && WSAGetLastError() == WSAETIMEDOUT, "B's peer received %d bytes", n);
+    }
+    /* Once the callback has returned, A's object is free again: the next open takes it. */
+    {
+        ctx c;
+        SOCKET cli;
+        ctx_init(&c);
+        cli = open_pair(p, &c, NULL);
+        cr_assert_eq(c.s, o.sa, "A's object was not released after its opener returned");
+        closesocket(cli);
+        wait_closed(&c, 5000);
+    }
+    closesocket(o.cli_b);
+    wait_closed(&o.b, 5000);
+    finish(p);
+}
+
+/* Outside callbacks the open is a delivery scope of its own: on_data for the initial bytes runs as
+ * a callback, and the completion of what it sends comes after it returns, not inside it. */
+static volatile LONG in_on_data, nested;
+
+static void on_data_flagged(wsx_stream *s, wsx_buf *b)
+{
+    in_on_data = 1;
+    wsx_stream_send_buf(s, b);
+    wsx_stream_send(s, "!", 1);
+    in_on_data = 0;
+}
+
+static void on_complete_flagged(wsx_stream *s, wsx_op_kind kind, const wsx_status *st)
+{
+    (void)s;
+    (void)kind;
+    (void)st;
+    if (in_on_data)
+        nested = 1;
+}
+
+Test(stream, open_outside_callbacks_runs_no_completion_inside_on_data)
+{
+    wsx_port *p = NULL;
+    wsx_stream_callbacks cb = {on_data_flagged, NULL, on_close, on_complete_flagged, NULL};
+    wsx_stream_opts so = {.skip_on_success = 1};
+    wsx_stream_ref ref = {(wsx_stream *)&ref, 7};
+    SOCKET srv, cli;
+    wsx_stream *s;
+    char got[4];
+    ctx c;
+
+    cr_assert_eq(wsx_port_create(&p, NULL), 0); /* no workers: all is delivered on this thread */
+    ctx_init(&c);
+    cli = t_pair("127.0.0.1:0", &srv);
+    so.ref = &ref;
+    cr_assert_eq(wsx_stream_open(p, srv, &so, &cb, &c, "abc", 3, &s), 0);
+    cr_assert_not_null(s);
+    cr_assert_eq(ref.s, s, "opts.ref names the stream");
+    cr_assert_eq(nested, 0, "a send's completion ran inside on_data");
+    t_recv_all(cli, got, 4);
+    cr_assert_eq(memcmp(got, "abc!", 4), 0);
+    /* The reference reaches the stream from here, and nothing once it has ended. */
+    cr_assert_eq(wsx_stream_ref_send(ref, "R", 1), 0);
+    while (wsx_port_poll(p, 100) == 0)
+        ;
+    t_recv_all(cli, got, 1);
+    cr_assert_eq(got[0], 'R');
+    closesocket(cli);
+    for (int i = 0; i < 100 && WaitForSingleObject(c.closed, 0) != WAIT_OBJECT_0; i++)
+        wsx_port_poll(p, 50);
+    wait_closed(&c, 0);
+    cr_assert_eq(wsx_stream_ref_send(ref, "R", 1), WSAENOTCONN);
+
+    /* A failed open leaves the reference empty. */
+    ref.s = (wsx_stream *)&ref;
+    cr_assert_eq(wsx_stream_open(p, INVALID_SOCKET, &so, &cb, &c, NULL, 0, &s), WSAEINVAL);
+    cr_assert_null(ref.s);
+    cr_assert_eq(wsx_port_destroy(p), 0);
 }

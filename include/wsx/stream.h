@@ -54,12 +54,24 @@ typedef struct wsx_stream_callbacks {
     void (*on_release)(wsx_stream *s, SOCKET sock);
 } wsx_stream_callbacks;
 
+/* A reference that stays safe to use after the stream has ended: stream memory is recycled, never
+ * freed while its port lives, and each reuse gets a new generation. Use it from threads other than
+ * the stream's own callbacks (timers, a control thread). */
+typedef struct wsx_stream_ref {
+    wsx_stream *s;
+    LONG gen;
+} wsx_stream_ref;
+
 typedef struct wsx_stream_opts {
     size_t max_queued;   /* send-queue bytes above which reading pauses; 0 = 4 buffers;
                             capped at 4 GiB - 1 */
     int zero_byte_reads; /* idle connections hold no buffer */
     int skip_on_success; /* complete operations that succeed at once inline */
     int associated;      /* the socket is already associated with this port (wsx_connect) */
+    /* If not NULL: set to the stream's reference before anything can end it ({NULL, 0} if the
+     * open fails). How code outside callbacks keeps hold of a stream it opened (see
+     * wsx_stream_open). */
+    wsx_stream_ref *ref;
 } wsx_stream_opts;
 
 typedef struct wsx_stream_info {
@@ -74,13 +86,21 @@ typedef struct wsx_stream_info {
 
 /* Take over a connected socket (SO_UPDATE_ACCEPT/CONNECT_CONTEXT already set): associate it with
  * the port and start reading. `initial` (len bytes, e.g. an initial-data accept's) reaches on_data
- * before anything read later. *out is set before any callback can run. On failure the socket is
- * closed and *out is NULL. Returns 0, WSAEINVAL, WSAENOBUFS, or the association error. The
- * stream can end within the call: on_data given `initial` closed it, no buffer was left for the
- * first read, or (called outside a callback, where what completes at once is delivered before
- * the call returns) the peer's FIN or RST came. Then *out is set to NULL before on_close runs
- * (which may free the memory *out is in), and 0 is returned. A wsx_stream pointer is valid until
- * its on_close returns. */
+ * before anything read later, as a callback: what completes meanwhile is delivered after it
+ * returns. *out is set before any callback can run. On failure the socket is closed and *out is
+ * NULL. Returns 0, WSAEINVAL, WSAENOBUFS, or the association error. The stream can end within
+ * the call: on_data given `initial` closed it, no buffer was left for the first read, or (called
+ * outside a callback, where what completes at once is delivered before the call returns) the
+ * peer's FIN or RST came. Then *out is set to NULL before on_close runs (which may free the
+ * memory *out is in), and 0 is returned.
+ *
+ * How long *out may be used: once the call has returned, the stream's I/O completes on the port's
+ * threads, and a FIN, RST or failure there can end it at any time; its object then serves the
+ * next stream opened. Called from a callback (a listener's on_accept, wsx_connect's callback, a
+ * stream's), the pointer stays this stream's until that callback returns, even if the stream ends
+ * meanwhile on another thread (calls on it then fail: WSAESHUTDOWN, WSAENOTCONN). Outside
+ * callbacks, use opts.ref (wsx_stream_ref_send, wsx_stream_ref_close) rather than the pointer.
+ * From its own callbacks the pointer they are given is valid until on_close returns. */
 WSX_API int wsx_stream_open(wsx_port *port, SOCKET s, const wsx_stream_opts *opts,
                             const wsx_stream_callbacks *cb, void *user, const void *initial,
                             DWORD len, wsx_stream **out);
@@ -112,14 +132,6 @@ WSX_API int wsx_stream_close(wsx_stream *s);
 
 /* Abortive close: drop the queue, SO_LINGER {1,0}, cancel, close: the peer gets RST. */
 WSX_API int wsx_stream_reset(wsx_stream *s);
-
-/* A reference that stays safe to use after the stream has ended: stream memory is recycled, never
- * freed while its port lives, and each reuse gets a new generation. Use it from threads other than
- * the stream's own callbacks (timers, a control thread). */
-typedef struct wsx_stream_ref {
-    wsx_stream *s;
-    LONG gen;
-} wsx_stream_ref;
 
 typedef enum wsx_close_how {
     WSX_CLOSE_GRACEFUL, /* wsx_stream_close */
