@@ -62,7 +62,7 @@ struct wsx_stream {
     wsx_op rop;
     wsx__wr *wr;     /* NULL while nothing waits to be sent or is in flight */
     DWORD read_at;   /* GetTickCount when the read in flight was posted */
-    DWORD last_data; /* GetTickCount of the last data received (or of the open) */
+    DWORD last_data; /* GetTickCount of the last data received or sent (or of the open) */
     unsigned streak; /* run of inline completions (port.c's fairness cap) */
     /* Every idle connection holds a stream object: its small fields share one word. depth: lock
      * recursion, the stream may finish only at the outermost level. pending: ops the kernel (or
@@ -96,6 +96,9 @@ struct wsx__slab {
 
 /* The buffer of a zero-byte read: WSARecv wants a WSABUF, the kernel keeps no bytes of it. */
 static char zero_byte[1];
+/* Where a closing stream's reads go: what arrives after our FIN is read only to be dropped, so
+ * every lingering stream shares this one, and a close never waits for (or fails on) the pool. */
+static char discard[4096];
 
 static volatile LONG64 next_id;
 
@@ -526,7 +529,10 @@ static void read_next(wsx_stream *s)
     s->throttled = 0;
     s->after_wake = s->woken;
     s->woken = 0;
-    if (s->zero && s->hot < HOT_READS && !s->after_wake) {
+    if (s->close_req) {
+        wb.buf = discard;
+        wb.len = sizeof discard;
+    } else if (s->zero && s->hot < HOT_READS && !s->after_wake) {
         wb.buf = zero_byte;
         wb.len = 0;
     } else {
@@ -541,7 +547,7 @@ static void read_next(wsx_stream *s)
     if (wsx_op_begin(&s->rop) != 0)
         return;
     s->rop.port = s->port;
-    s->rop.is_read = s->rbuf != NULL; /* a zero-byte read's 0 bytes are not EOF */
+    s->rop.is_read = wb.len > 0; /* a zero-byte read's 0 bytes are not EOF */
     /* The read that follows a wakeup is part of that wakeup's service, not a new one. */
     s->rop.fair = s->rbuf != NULL && !s->after_wake;
     s->reading = 1;
@@ -667,7 +673,7 @@ static void check_done(wsx_stream *s)
         }
         read_next(s);
         if (!s->reading)
-            close_socket(s, 0); /* no read to linger on (no buffer): close now */
+            close_socket(s, 0); /* no read to linger on (it failed): close now */
     }
 }
 
@@ -749,8 +755,8 @@ static void on_recv(wsx_op *op, const wsx_status *st)
     } else if (s->close_req) {
         /* Closing: what still arrives is read (unread data would turn our close into a RST)
          * and not delivered; the peer's FIN ends the linger. */
-        if (b == NULL)
-            s->woken = 1;
+        if (b == NULL && !op->is_read)
+            s->woken = 1; /* a zero-byte read posted before the close */
         else if (r.bytes == 0)
             s->eof = 1;
         wsx_buf_put(b);
@@ -832,6 +838,8 @@ static void on_send(wsx_op *op, const wsx_status *st)
             fail(s, &r);
         } else {
             s->bytes_out += r.bytes;
+            if (r.bytes > 0 && !s->lingering)
+                s->last_data = GetTickCount();      /* the peer is reading: not idle */
             wsx__sendq_advance(&s->wr->q, r.bytes); /* held: a send was in flight */
             write_next(s);
             if (s->throttled)
@@ -1278,9 +1286,13 @@ int wsx_port_close_streams(wsx_port *p, DWORD idle_ms, wsx_close_how how)
         int err = WSAENOTCONN;
 
         s_enter(s);
+        /* Idle: nothing received and nothing sent for idle_ms, and nothing waiting to be sent
+         * (a stream whose peer is slow to read is the send timeout's, not idle: closing it
+         * would drop what the peer sends meanwhile). */
         if (!s->closed && !s->finished && s->port == p &&
             (!s->close_req || how == WSX_CLOSE_RESET) &&
-            (idle_ms == 0 || GetTickCount() - s->last_data >= idle_ms)) {
+            (idle_ms == 0 || (GetTickCount() - s->last_data >= idle_ms && queued(s) == 0 &&
+                              !s->writing && !s->transmitting && !s->throttled))) {
             err = close_how(s, how);
         }
         s_leave(s);

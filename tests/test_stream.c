@@ -685,6 +685,62 @@ Test(stream, port_closes_idle_streams_then_all)
     finish(p);
 }
 
+/* A stream whose peer is slow to read its echo is not idle: an idle close would drop what the
+ * peer still sends behind our FIN, and the peer would take the cut echo for a whole one. */
+typedef struct sender {
+    SOCKET s;
+    const char *data;
+    int len, sent;
+} sender;
+
+static DWORD WINAPI send_all_thread(void *arg)
+{
+    sender *x = arg;
+    while (x->sent < x->len) {
+        int n = send(x->s, x->data + x->sent, x->len - x->sent, 0);
+        if (n <= 0)
+            break;
+        x->sent += n;
+    }
+    shutdown(x->s, SD_SEND);
+    return 0;
+}
+
+Test(stream, a_stream_waiting_for_its_peer_to_read_is_not_idle)
+{
+    enum { LEN = 8 << 20 };
+    wsx_port *p = port_with_workers(1);
+    char *out = malloc(LEN), *in = malloc(LEN);
+    sender x;
+    HANDLE t;
+    ctx c;
+
+    cr_assert(out && in);
+    for (int i = 0; i < LEN; i++)
+        out[i] = (char)pattern((size_t)i);
+    ctx_init(&c);
+    x.s = open_pair(p, &c, NULL);
+    x.data = out;
+    x.len = LEN;
+    x.sent = 0;
+    t = CreateThread(NULL, 0, send_all_thread, &x, 0, NULL);
+    Sleep(1500); /* the echo fills both ways: the stream stops reading, its send waits */
+    cr_assert_lt(x.sent, LEN, "the kernel buffers took all of it: the test proves nothing");
+    cr_assert_eq(wsx_port_close_streams(p, 500, WSX_CLOSE_GRACEFUL), 0,
+                 "a stream with its echo waiting was closed as idle");
+    t_recv_all(x.s, in, LEN);
+    cr_assert_eq(memcmp(in, out, LEN), 0);
+    cr_assert_eq(WaitForSingleObject(t, 10000), WAIT_OBJECT_0);
+    cr_assert_eq(x.sent, LEN);
+    wait_closed(&c, 5000);
+    cr_assert_eq(c.why.kind, WSX_KIND_EOF);
+    CloseHandle(t);
+    closesocket(x.s);
+    free(out);
+    free(in);
+    finish(p);
+}
+
 /* One small read ready at once after a served one: with another stream on the port it waits its
  * turn (requeued: to the worker's next round, or through the port for a thread that polls by
  * hand), alone it is delivered inline. The client's 600 bytes arrive in one segment: the pending

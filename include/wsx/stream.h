@@ -127,7 +127,9 @@ WSX_API int wsx_stream_shutdown(wsx_stream *s);
 
 /* Graceful close: send what is queued, FIN, then close when the peer's FIN comes or after 2 s.
  * What arrives meanwhile is read and dropped, not delivered: closing on unread data would send
- * RST, which loses the end of what was sent (docs/semantics.md P16). */
+ * RST, which loses the end of what was sent (docs/semantics.md P16). Those reads take no buffer
+ * from the pool. A peer that is still sending when you close loses what it sends: to reply to
+ * all of it, half-close with wsx_stream_shutdown and close once on_eof (or on_data) says so. */
 WSX_API int wsx_stream_close(wsx_stream *s);
 
 /* Abortive close: drop the queue, SO_LINGER {1,0}, cancel, close: the peer gets RST. */
@@ -154,8 +156,9 @@ WSX_API int wsx_stream_ref_close(wsx_stream_ref ref, wsx_close_how how);
  * runs on another thread; try again later. Returns as wsx_stream_send, WSAENOTCONN, or that. */
 WSX_API int wsx_stream_ref_send(wsx_stream_ref ref, const void *data, size_t len);
 
-/* Close, with `how`, every open stream of the port that has received no data for idle_ms or more
- * (0: every open stream). One stream at a time, under its own lock; callbacks (on_close) may run
+/* Close, with `how`, every open stream of the port that has neither received nor sent data for
+ * idle_ms or more and has nothing waiting to be sent (0: every open stream): a stream whose peer
+ * is slow to read its replies is not idle, the send timeout covers it. One stream at a time, under its own lock; callbacks (on_close) may run
  * on the calling thread. Returns how many streams were asked to close (0 for a NULL port). This
  * is the idle timeout and the orderly stop of a server without a list of its own: wsx walks the
  * streams it keeps anyway. Not from a stream callback: it waits for each stream's lock, and two
