@@ -71,6 +71,51 @@ def test_idle_connection_is_closed_busy_ones_are_not(spawn):
     assert elapsed <= limit + 10, "closed after %.2f s, limit %d s" % (elapsed, limit)
 
 
+def _send_then_read_late(addr, data, pause):
+    """Send `data` from one thread (the echo fills both ways and the server stops reading from
+    us) and read the echo from another, `pause` s from now: (socket, threads, {"r": (echo,
+    'eof' | 'reset')})."""
+    s = connect(addr, timeout=60)
+    out = {}
+
+    def send():
+        try:
+            s.sendall(data)
+            s.shutdown(socket.SHUT_WR)
+        except OSError:
+            out["send-error"] = True  # a reset found by the sender: the reader then sees EOF
+
+    def read():
+        time.sleep(pause)
+        out["r"] = read_to_close(s, timeout=60)
+
+    ts = [threading.Thread(target=send, daemon=True), threading.Thread(target=read, daemon=True)]
+    for t in ts:
+        t.start()
+    return s, ts, out
+
+
+@pytest.mark.needs("idle-timeout")
+@pytest.mark.timeout(120)
+def test_idle_timeout_spares_a_client_slow_to_read_its_echo(spawn):
+    """A client whose echo waits for it to read is not idle (data is queued both ways): the idle
+    timeout must not close it. Closed with a FIN all the same, it would drop what the client
+    still sends, and the client would take the cut echo, ended by a clean EOF, for a whole one."""
+    limit = 2
+    srv = spawn(("idle-timeout", limit))
+    data = os.urandom(16 * MiB)
+    s, ts, out = _send_then_read_late(srv.addr, data, limit + 1.5)
+    for t in ts:
+        t.join(90)
+    s.close()
+    assert "r" in out, "the client's reader hangs"
+    got, how = out["r"]
+    assert got == data[:len(got)], "the echo is not a prefix of what was sent"
+    assert how != "eof" or got == data or out.get("send-error"), (
+        "%d of %d bytes echoed, then a clean EOF: a cut echo passed off as whole"
+        % (len(got), len(data)))
+
+
 @pytest.mark.parametrize("raw", [
     ["--skip-on-success", "off"],
     ["--zero-byte-reads", "off"],

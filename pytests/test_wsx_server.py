@@ -28,6 +28,8 @@ BAD = [
     ("--skip-on-success", "yes"), ("--zero-byte-reads", "1"), ("--stats-interval", ""),
     ("--stop-after", "9999999999"), ("--trace", ""), ("--listen", "localhost:80"),
     ("--reuse", "maybe"),
+    # A forgotten value: the next option is not taken for it (a trace file named --version).
+    ("--trace", "--version"), ("--threads", "--listen"),
 ]
 
 
@@ -231,6 +233,27 @@ def test_trace_initial_data_accept_and_peer_reset(wsx_only, tmp_path):
     finally:
         assert srv.stop() == 0
     assert srv.trace()[-1] == {"op": "trace", "phase": "end", "dropped": 0}
+
+
+def test_periodic_stats_count_the_echo_of_open_connections(wsx_only):
+    """A stats line counts bytes echoed as they go: a connection that echoed 1 MiB and stays open
+    shows bytes_out = bytes_in, not 0 until it closes."""
+    srv = start_wsx_echo("--listen", "127.0.0.1:0", "--stats-interval", "1")
+    try:
+        with connect(srv.addr) as s:
+            data = os.urandom(1 << 20)
+            s.sendall(data)
+            assert recv_exact(s, len(data)) == data
+            n = len(srv.lines)
+            end = time.monotonic() + 10
+            while time.monotonic() < end and not any(
+                    line.startswith("stats:") for line in srv.lines[n:]):
+                time.sleep(0.1)
+            line = [line for line in srv.lines[n:] if line.startswith("stats:")][0]
+            assert " open=1 " in line and " bytes_in=1048576 bytes_out=1048576 " in line, line
+            assert " peak_queued=0 " not in line, line
+    finally:
+        assert srv.stop() == 0
 
 
 def test_trace_to_stdout_is_one_stream_of_lines(wsx_only):

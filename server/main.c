@@ -78,7 +78,8 @@ static void usage(FILE *f)
         "                            the default); 0 = it completes on connect  [4096]\n"
         "  --accept-timeout SECONDS  close clients that connect and send nothing for this long\n"
         "                            (needs --initial-data > 0); 0 = never  [10]\n"
-        "  --idle-timeout SECONDS    close connections idle this long; 0 = never  [0]\n"
+        "  --idle-timeout SECONDS    close connections with no traffic either way (and no echo\n"
+        "                            waiting) for this long; 0 = never  [0]\n"
         "  --send-timeout SECONDS    reset a connection whose echo has waited this long for\n"
         "                            the client to read; 0 = never  [60]\n"
         "  --max-conns N             beyond N open connections, close new ones at once;\n"
@@ -186,7 +187,8 @@ static void parse_args(int argc, char **argv)
         if (!known)
             die_usage("is not an option", "argument", name);
         if (val == NULL) {
-            if (i + 1 >= argc)
+            /* `--trace --listen ...` is a forgotten value, not a file named --listen. */
+            if (i + 1 >= argc || strncmp(argv[i + 1], "--", 2) == 0)
                 die_usage("needs a value", name, NULL);
             val = argv[++i];
         }
@@ -266,18 +268,27 @@ static void on_data(wsx_stream *s, wsx_buf *b)
         wsx_stream_reset(s);
     } else if (wsx_stream_send_buf(s, b) != 0) { /* the echo: the buffer itself goes back */
         wsx_stream_reset(s);
+    } else {
+        wsx_stream_info info;
+        wsx_stream_get_info(s, &info);
+        for (LONG64 q = tot.peak_queued; (LONG64)info.peak_queued > q; q = tot.peak_queued)
+            if (InterlockedCompareExchange64(&tot.peak_queued, (LONG64)info.peak_queued, q) == q)
+                break;
     }
+}
+
+/* Bytes echoed are counted as they go, so that a periodic stats line shows them for the
+ * connections still open. */
+static void on_complete(wsx_stream *s, wsx_op_kind kind, const wsx_status *st)
+{
+    (void)s;
+    if (kind == WSX_OP_SEND && st->wsa == 0)
+        InterlockedExchangeAdd64(&tot.bytes_out, st->bytes);
 }
 
 static void on_close(wsx_stream *s, const wsx_status *why)
 {
-    wsx_stream_info info;
-
-    wsx_stream_get_info(s, &info);
-    InterlockedExchangeAdd64(&tot.bytes_out, (LONG64)info.bytes_out);
-    for (LONG64 q = tot.peak_queued; (LONG64)info.peak_queued > q; q = tot.peak_queued)
-        if (InterlockedCompareExchange64(&tot.peak_queued, (LONG64)info.peak_queued, q) == q)
-            break;
+    (void)s;
     InterlockedIncrement64(&tot.closed[why->kind]);
     InterlockedDecrement(&tot.live);
 }
@@ -293,8 +304,9 @@ static void on_release(wsx_stream *s, SOCKET sock)
     ReleaseSRWLockShared(&listeners_lock);
 }
 
-static const wsx_stream_callbacks echo_callbacks = {on_data, NULL, on_close, NULL, NULL};
-static const wsx_stream_callbacks reuse_callbacks = {on_data, NULL, on_close, NULL, on_release};
+static const wsx_stream_callbacks echo_callbacks = {on_data, NULL, on_close, on_complete, NULL};
+static const wsx_stream_callbacks reuse_callbacks = {on_data, NULL, on_close, on_complete,
+                                                     on_release};
 
 static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
 {
@@ -418,6 +430,7 @@ int main(int argc, char **argv)
     /* Lines end in \n alone: in text mode the CRT writes \r\n for ours while the trace's lines
      * (WriteFile) end in \n, and `--trace -` mixed the two in one stream. */
     _setmode(_fileno(stdout), _O_BINARY);
+    _setmode(_fileno(stderr), _O_BINARY);
     parse_args(argc, argv);
     err = WSAStartup(MAKEWORD(2, 2), &wsa);
     if (err != 0) {
@@ -502,21 +515,21 @@ int main(int argc, char **argv)
         wsx_listener_close(listeners[i]);
         listeners[i] = NULL;
     }
-    /* A connection quiet for STOP_QUIET_MS gets its FIN once its echo is out. One still receiving
-     * echoes on for a second (a FIN now would cut off what is on its way to us); after that, the
-     * next bytes it sends reset it (on_data), unless it goes quiet first. */
-    for (DWORD t0 = GetTickCount(), t; tot.live > 0 && (t = GetTickCount() - t0) < 1500;
+    /* A connection quiet for STOP_QUIET_MS with its echo out gets its FIN (wsx counts one whose
+     * echo waits for the client to read as busy, not quiet). One still receiving echoes on for a
+     * second (a FIN now would cut off what is on its way to us); after that, the next bytes it
+     * sends reset it (on_data), unless it goes quiet first. Never a FIN behind bytes we have not
+     * read: the client would take the cut echo for a whole one. At 2.5 s what is left (clients
+     * that neither close nor read) is reset. */
+    for (DWORD t0 = GetTickCount(), t; tot.live > 0 && (t = GetTickCount() - t0) < 2500;
          Sleep(20)) {
         if (t >= 1000)
             InterlockedExchange(&stop_cut, 1);
         close_conns(STOP_QUIET_MS, WSX_CLOSE_SHUTDOWN);
     }
     if (tot.live > 0) {
-        close_conns(0, WSX_CLOSE_GRACEFUL); /* the client gets 1 s more to read and close */
-        if (!wait_until_idle(1000)) {
-            close_conns(0, WSX_CLOSE_RESET);
-            wait_until_idle(3000);
-        }
+        close_conns(0, WSX_CLOSE_RESET);
+        wait_until_idle(3000);
     }
     for (int i = 0; i < nports; i++)
         wsx_port_stop(ports[i]); /* joins the worker */
