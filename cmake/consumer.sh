@@ -108,7 +108,7 @@ if start_server "$echo_exe" "$build/consumer-wsx-echo.log" --listen 127.0.0.1:0;
         for link in static dll; do
             exe=$build/consumer-$via/client-$link.exe
             [ -f "$exe" ] || { failed "client-$link via $via: not built"; continue; }
-            for bytes in 1 100000 1048576; do
+            for bytes in 1 100000 1048576 8388608; do  # 8 MiB: more than a connect carries
                 # find_package copied libwsx.dll beside the exe; the pkg-config build finds it on
                 # WINEPATH (the stage's bin/), as a program would find an installed DLL on PATH.
                 if [ $via = pkg-config ]; then wp="$(dos "$stage/bin")"; else wp=; fi
@@ -123,7 +123,7 @@ if start_server "$echo_exe" "$build/consumer-wsx-echo.log" --listen 127.0.0.1:0;
                     rc=$?
                 fi
                 if [ $rc = 0 ] && grep -q "echo OK" <<<"$out"; then
-                    pass "client-$link via $via: $bytes bytes sent with ConnectEx, echoed byte for byte"
+                    pass "client-$link via $via: $bytes bytes sent (up to 64 KiB of them with ConnectEx), echoed byte for byte"
                 else
                     echo "$out"
                     failed "client-$link via $via, $bytes bytes (exit $rc)"

@@ -1,26 +1,50 @@
 #include "internal.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
-typedef struct connect_op {
+typedef struct wsx__connect {
     wsx_op op;
     SOCKET s;
     wsx_connect_fn fn;
     void *user;
     char *data; /* must live until the completion: the kernel reads it */
     wsx_sockaddr to;
+    DWORD started;                    /* GetTickCount at the post (connect timeout) */
+    int timed_out;                    /* the sweep cancelled it (under the port's connects_lock) */
+    struct wsx__connect *prev, *next; /* the port's connects in flight */
 } connect_op;
+
+static void unlink_connect(wsx_port *port, connect_op *c)
+{
+    AcquireSRWLockExclusive(&port->connects_lock);
+    if (c->prev)
+        c->prev->next = c->next;
+    else
+        port->connects = c->next;
+    if (c->next)
+        c->next->prev = c->prev;
+    ReleaseSRWLockExclusive(&port->connects_lock);
+}
 
 static void on_connect(wsx_op *op, const wsx_status *st)
 {
     connect_op *c = op->owner;
     SOCKET s = c->s;
-    wsx_port *port;
+    wsx_port *port = c->op.port;
+    wsx_status timeout;
 
+    unlink_connect(port, c);
     if (WSX_TRACING())
         wsx__trace_event(0, 0, "connect", "complete", st->bytes, st,
                          (const struct sockaddr *)&c->to.ss, c->to.len, NULL);
+    /* Cancelled by the connect timeout: that is the reason, not the cancel (a connect that
+     * completed before the cancel reached it keeps its own status). */
+    if (c->timed_out && st->wsa == WSA_OPERATION_ABORTED) {
+        timeout = wsx_status_from_wsa(WSAETIMEDOUT);
+        st = &timeout;
+    }
     if (st->wsa == 0 && setsockopt(s, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, NULL, 0) != 0) {
         wsx_status err = wsx_status_from_wsa(WSAGetLastError());
         closesocket(s);
@@ -31,9 +55,26 @@ static void on_connect(wsx_op *op, const wsx_status *st)
     } else {
         c->fn(s, st, st->bytes, c->user);
     }
-    port = c->op.port;
     free(c);
     InterlockedDecrement(&port->live_others); /* last: wsx_port_destroy may free it from here */
+}
+
+void wsx__connect_sweep(wsx_port *p)
+{
+    DWORD now = GetTickCount();
+
+    if (p->connect_timeout == INFINITE || p->connects == NULL)
+        return;
+    /* Under the lock: on_connect unlinks (and then frees) a connect only after taking it, so
+     * the socket cannot be closed under CancelIoEx here. */
+    AcquireSRWLockExclusive(&p->connects_lock);
+    for (connect_op *c = p->connects; c; c = c->next) {
+        if (!c->timed_out && now - c->started >= p->connect_timeout) {
+            c->timed_out = 1;
+            CancelIoEx((HANDLE)c->s, &c->op.ov);
+        }
+    }
+    ReleaseSRWLockExclusive(&p->connects_lock);
 }
 
 int wsx_connect(wsx_port *port, const wsx_sockaddr *to, const void *data, DWORD len,
@@ -49,7 +90,12 @@ int wsx_connect(wsx_port *port, const wsx_sockaddr *to, const void *data, DWORD 
         wsx_addr_family_len(to->ss.ss_family) == 0 ||
         to->len < wsx_addr_family_len(to->ss.ss_family))
         return WSAEINVAL;
-    c = malloc(sizeof *c + len);
+    /* ConnectEx completes only once all its data is sent, and no read can be posted before:
+     * a peer that answers (an echo) would fill our receive window and stop reading, and both
+     * would wait for ever. At most WSX_CONNECT_DATA_MAX goes with the connect. */
+    if (len > WSX_CONNECT_DATA_MAX)
+        len = WSX_CONNECT_DATA_MAX;
+    c = calloc(1, sizeof *c + len);
     if (c == NULL)
         return WSAENOBUFS;
     c->data = (char *)(c + 1);
@@ -63,6 +109,12 @@ int wsx_connect(wsx_port *port, const wsx_sockaddr *to, const void *data, DWORD 
         err = WSAGetLastError();
         free(c);
         return err;
+    }
+    /* An IPv6 socket reaches IPv4-mapped targets ([::ffff:a.b.c.d]) only with IPV6_V6ONLY off,
+     * and Windows turns it on by default. */
+    if (to->ss.ss_family == AF_INET6) {
+        DWORD off = 0;
+        setsockopt(c->s, IPPROTO_IPV6, IPV6_V6ONLY, (char *)&off, sizeof off);
     }
     /* ConnectEx refuses an unbound socket: bind to the family's wildcard, any port. */
     memset(&any, 0, sizeof any);
@@ -79,7 +131,15 @@ int wsx_connect(wsx_port *port, const wsx_sockaddr *to, const void *data, DWORD 
         wsx_op_init(&c->op, WSX_OP_CONNECT, on_connect, c, NULL);
         wsx_op_begin(&c->op);
         c->op.port = port;
+        c->started = GetTickCount();
         InterlockedIncrement(&port->live_others);
+        /* Linked before the post: the completion (on another thread) unlinks it. */
+        AcquireSRWLockExclusive(&port->connects_lock);
+        c->next = port->connects;
+        if (c->next)
+            c->next->prev = c;
+        port->connects = c;
+        ReleaseSRWLockExclusive(&port->connects_lock);
         /* Not in skip-on-success mode: success or pending, a packet comes. */
         err = ext->ConnectEx(c->s, (const struct sockaddr *)&to->ss, to->len, len ? c->data : NULL,
                              len, &sent, &c->op.ov)
@@ -88,14 +148,19 @@ int wsx_connect(wsx_port *port, const wsx_sockaddr *to, const void *data, DWORD 
         if (WSX_TRACING()) {
             wsx_status st;
             const char *phase = wsx__trace_post_phase(err ? -1 : 0, err, &st);
-            wsx__trace_event(0, 0, "connect", phase, sent,
+            char extra[32];
+            snprintf(extra, sizeof extra, "\"posted\":%lu", (unsigned long)len);
+            /* bytes: what went at once (sync-ok only); the completion line says the rest. */
+            wsx__trace_event(0, 0, "connect", phase, err ? 0 : sent,
                              err && err != WSA_IO_PENDING ? &st : NULL,
-                             (const struct sockaddr *)&to->ss, to->len, NULL);
+                             (const struct sockaddr *)&to->ss, to->len, extra);
         }
-        if (err == WSA_IO_PENDING)
+        if (err == WSA_IO_PENDING) {
             err = 0;
-        else if (err)
+        } else if (err) {
+            unlink_connect(port, c);
             InterlockedDecrement(&port->live_others); /* no completion will come */
+        }
     }
     if (err) {
         closesocket(c->s);

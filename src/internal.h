@@ -21,8 +21,11 @@ struct wsx_port {
     DWORD thread_ids[WSX_MAX_WORKERS];
     int nthreads;
     unsigned inline_cap;
-    ULONG batch;        /* entries asked of one GetQueuedCompletionStatusEx */
-    DWORD send_timeout; /* ms; INFINITE: none */
+    ULONG batch;           /* entries asked of one GetQueuedCompletionStatusEx */
+    DWORD send_timeout;    /* ms; INFINITE: none */
+    DWORD connect_timeout; /* ms; INFINITE: none */
+    SRWLOCK connects_lock;
+    struct wsx__connect *connects; /* in flight, for the connect timeout (connect.c) */
     wsx_buf_pool *bufs;
     /* Streams are recycled, never freed while the port lives: a late completion can always read
      * its owner's generation. */
@@ -67,6 +70,8 @@ size_t wsx__buf_pool_sweep(wsx_buf_pool *p);
 /* Park hot streams whose full read has waited park_ms or more; give the heap the free send
  * states beyond a few hundred (stream.c). */
 void wsx__stream_sweep(struct wsx_port *p, DWORD park_ms);
+/* Cancel the port's connects in flight for its connect timeout or longer (connect.c). */
+void wsx__connect_sweep(struct wsx_port *p);
 /* Pins of the streams opened in callbacks on this thread (stream.c): deliver() lets go of those
  * its callback made when it returns. */
 int wsx__stream_pins(void);

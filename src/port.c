@@ -55,6 +55,8 @@ int wsx_port_create(wsx_port **out, const wsx_port_opts *opts)
     p->inline_cap = opts && opts->inline_cap ? opts->inline_cap : 4;
     p->batch = opts && opts->batch ? opts->batch : wsx__on_wine() ? 1 : BATCH;
     p->send_timeout = opts && opts->send_timeout_ms ? opts->send_timeout_ms : 60000;
+    p->connect_timeout = opts && opts->connect_timeout_ms ? opts->connect_timeout_ms : INFINITE;
+    InitializeSRWLock(&p->connects_lock);
     if (p->batch > BATCH)
         p->batch = BATCH;
     InitializeSRWLock(&p->streams_lock);
@@ -310,6 +312,7 @@ static void maybe_sweep(wsx_port *p)
     if (now - (DWORD)p->last_sweep >= SWEEP_MS) {
         p->last_sweep = (LONG)now;
         wsx__stream_sweep(p, PARK_MS);
+        wsx__connect_sweep(p);
         wsx__buf_pool_sweep(p->bufs);
     }
     ReleaseSRWLockExclusive(&p->sweep_lock);

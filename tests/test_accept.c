@@ -336,6 +336,135 @@ Test(accept, connectex_refused)
     closesocket(probe);
 }
 
+/* A first message larger than a connect carries: ConnectEx takes WSX_CONNECT_DATA_MAX, the
+ * stream the rest. All of it with the connect never completed against an echo: the answer filled
+ * our receive window before any read was posted, and the peer stopped reading. */
+static struct big_client {
+    char *msg;
+    size_t len, have;
+    int bad;
+    DWORD sent;
+    HANDLE done;
+} big;
+
+static void big_on_data(wsx_stream *s, wsx_buf *b)
+{
+    for (DWORD i = b->off; i < b->len; i++)
+        if (big.have >= big.len || b->data[i] != big.msg[big.have++])
+            big.bad = 1;
+    if (big.bad || big.have == big.len) {
+        wsx_stream_reset(s);
+        SetEvent(big.done);
+    }
+    wsx_buf_put(b);
+}
+
+static const wsx_stream_callbacks big_cb = {big_on_data, NULL, NULL, NULL, NULL};
+
+static void big_connected(SOCKET s, const wsx_status *st, DWORD sent, void *port)
+{
+    /* max_queued above the message: with more queued than that, the stream stops reading
+     * (backpressure), and an echo of what it sends would stop too. */
+    wsx_stream_opts o = {
+        .zero_byte_reads = 1, .skip_on_success = 1, .associated = 1, .max_queued = (9 << 20)};
+    wsx_stream *stream;
+
+    big.sent = sent;
+    if (s == INVALID_SOCKET) {
+        big.bad = st->wsa;
+        SetEvent(big.done);
+    } else if (wsx_stream_open(port, s, &o, &big_cb, NULL, NULL, 0, &stream) == 0 && stream) {
+        wsx_stream_send(stream, big.msg + sent, big.len - sent);
+    }
+}
+
+Test(accept, connect_with_more_data_than_it_carries)
+{
+    seen x;
+    wsx_listener *l = listen_on(&x, "127.0.0.1:0", 4, 0, 0);
+    wsx_sockaddr to;
+    wsx_port *p;
+
+    big.len = 8 << 20;
+    big.msg = malloc(big.len);
+    cr_assert_not_null(big.msg);
+    for (size_t i = 0; i < big.len; i++)
+        big.msg[i] = (char)(i * 7 + i / 251);
+    big.done = CreateEventW(NULL, TRUE, FALSE, NULL);
+    cr_assert_eq(wsx_listener_address(l, &to), 0);
+    cr_assert_eq(wsx_port_create(&p, NULL), 0);
+    cr_assert_eq(wsx_port_start(p, 2), 0);
+    cr_assert_eq(wsx_connect(p, &to, big.msg, (DWORD)big.len, big_connected, p), 0);
+    cr_assert_eq(WaitForSingleObject(big.done, 30000), WAIT_OBJECT_0,
+                 "no complete echo in 30 s (%lu bytes went with the connect, %lu echoed)",
+                 (unsigned long)big.sent, (unsigned long)big.have);
+    cr_assert_eq(big.bad, 0);
+    cr_assert_eq(big.sent, WSX_CONNECT_DATA_MAX);
+    cr_assert_eq(big.have, big.len);
+    free(big.msg);
+}
+
+/* The port's connect_timeout_ms ends a connect that hangs (SYNs dropped: a listener whose
+ * backlog is full) with WSAETIMEDOUT, instead of the system's 2 minutes. */
+Test(accept, connect_timeout)
+{
+    wsx_port_opts po = {.connect_timeout_ms = 1000};
+    wsx_sockaddr to;
+    SOCKET l = t_bound("127.0.0.1:0", SOCK_STREAM, &to), fill[8];
+    dialed d = {CreateEventW(NULL, FALSE, FALSE, NULL), 0, {0}, 0};
+    wsx_port *p;
+    DWORD t0;
+
+    cr_assert_eq(listen(l, 1), 0);
+    for (int i = 0; i < 8; i++) { /* more than the backlog holds: later SYNs go unanswered */
+        u_long nb = 1;
+        fill[i] = t_socket(AF_INET, SOCK_STREAM);
+        ioctlsocket(fill[i], FIONBIO, &nb);
+        connect(fill[i], (struct sockaddr *)&to.ss, to.len);
+    }
+    Sleep(200);
+    cr_assert_eq(wsx_port_create(&p, &po), 0);
+    cr_assert_eq(wsx_port_start(p, 1), 0);
+    t0 = GetTickCount();
+    cr_assert_eq(wsx_connect(p, &to, "x", 1, on_dialed, &d), 0);
+    cr_assert_eq(WaitForSingleObject(d.done, 10000), WAIT_OBJECT_0, "the timeout did not fire");
+    cr_assert_eq(d.s, INVALID_SOCKET);
+    /* docs/semantics.md C8: Windows refuses where Linux (Wine) drops the SYN. */
+    cr_assert(d.st.wsa == WSAETIMEDOUT || (!t_on_wine() && d.st.wsa == WSAECONNREFUSED), "got %d",
+              d.st.wsa);
+    cr_assert(d.st.wsa != WSAETIMEDOUT || GetTickCount() - t0 >= 900);
+    for (int i = 0; i < 100 && wsx_port_destroy(p) != 0; i++)
+        Sleep(10); /* the callback runs just before the connect is gone from the port */
+    for (int i = 0; i < 8; i++)
+        closesocket(fill[i]);
+    closesocket(l);
+}
+
+/* An IPv4-mapped target is reached from the IPv6 socket wsx_connect makes (IPV6_V6ONLY off). */
+Test(accept, connect_to_an_ipv4_mapped_address)
+{
+    wsx_sockaddr to4, to;
+    SOCKET l = t_listener("127.0.0.1:0", &to4), srv;
+    dialed d = {CreateEventW(NULL, FALSE, FALSE, NULL), 0, {0}, 0};
+    char text[64], got[2];
+    wsx_port *p;
+
+    snprintf(text, sizeof text, "[::ffff:127.0.0.1]:%u",
+             (unsigned)wsx_addr_port((struct sockaddr *)&to4.ss));
+    to = t_addr(text);
+    cr_assert_eq(wsx_port_create(&p, NULL), 0);
+    cr_assert_eq(wsx_port_start(p, 1), 0);
+    cr_assert_eq(wsx_connect(p, &to, "v4", 2, on_dialed, &d), 0);
+    cr_assert_eq(WaitForSingleObject(d.done, 5000), WAIT_OBJECT_0);
+    cr_assert_eq(d.st.wsa, 0, "got %d", d.st.wsa);
+    srv = accept(l, NULL, NULL);
+    t_recv_all(srv, got, 2);
+    cr_assert_eq(memcmp(got, "v4", 2), 0);
+    closesocket(d.s);
+    closesocket(srv);
+    closesocket(l);
+}
+
 /* The rule wsx_connect works around: ConnectEx on an unbound socket fails at once. */
 Test(accept, connectex_needs_a_bound_socket)
 {

@@ -22,7 +22,7 @@ static void count_fn(wsx_op *op, const wsx_status *st)
 static wsx_port *new_port(unsigned inline_cap)
 {
     wsx_port *p = NULL;
-    wsx_port_opts o = {inline_cap, 4096, 0, 0, 0};
+    wsx_port_opts o = {inline_cap, 4096, 0, 0, 0, 0};
     cr_assert_eq(wsx_port_create(&p, &o), 0);
     return p;
 }
@@ -203,7 +203,7 @@ Test(port, buffer_pool)
 Test(port, dequeue_batch)
 {
     for (int run = 0; run < 2; run++) {
-        wsx_port_opts o = {0, 4096, 0, run ? 64u : 0u, 0};
+        wsx_port_opts o = {0, 4096, 0, run ? 64u : 0u, 0, 0};
         wsx_port *p = NULL;
         hits h = {0};
         wsx_op ops[3];

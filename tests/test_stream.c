@@ -748,7 +748,7 @@ Test(stream, a_stream_waiting_for_its_peer_to_read_is_not_idle)
  * other 88 at once. docs/semantics.md P12. */
 static LONG64 small_read_requeues(int others, int by_hand, unsigned cap)
 {
-    wsx_port_opts po = {cap, 512, 0, 0, 0};
+    wsx_port_opts po = {cap, 512, 0, 0, 0, 0};
     wsx_stream_opts o = {0, 0, 1, 0, NULL};
     wsx_port_stats st;
     wsx_port *p = NULL;
@@ -911,7 +911,7 @@ Test(stream, poll_nested_in_a_callback_runs_only_its_own_round)
 {
     static const wsx_stream_callbacks cb = {nested_on_data, NULL, on_close, nested_on_complete,
                                             NULL};
-    wsx_port_opts po = {0, 512, 0, 0, 0};
+    wsx_port_opts po = {0, 512, 0, 0, 0, 0};
     wsx_stream_opts o = {0, 0, 1, 0, NULL};
     wsx_port_stats st;
     wsx_port *p = NULL;

@@ -39,6 +39,10 @@ typedef struct wsx_port_opts {
      * why: WSAETIMEDOUT), checked every 250 ms: a peer that stops reading must not hold a
      * connection and its queued buffers for ever, closing or not. 0 = 60000; INFINITE = none. */
     DWORD send_timeout_ms;
+    /* A wsx_connect not done after this long is cancelled: its callback gets WSAETIMEDOUT.
+     * Checked every 250 ms. 0 or INFINITE = none: the system gives up by itself (after its SYN
+     * retries: about 21 s on Windows, about 2 minutes on Linux, so under Wine). */
+    DWORD connect_timeout_ms;
 } wsx_port_opts;
 
 typedef struct wsx_port_stats {

@@ -63,8 +63,11 @@ typedef struct wsx_stream_ref {
 } wsx_stream_ref;
 
 typedef struct wsx_stream_opts {
-    size_t max_queued;   /* send-queue bytes above which reading pauses; 0 = 4 buffers;
-                            capped at 4 GiB - 1 */
+    /* Send-queue bytes above which reading pauses; 0 = 4 buffers; capped at 4 GiB - 1. It does
+     * not limit what wsx_stream_send queues (watch wsx_stream_get_info or on_complete for that):
+     * a client that queues a message larger than this stops reading until it has drained, and
+     * against a peer that answers as it reads (an echo) both sides then wait. */
+    size_t max_queued;
     int zero_byte_reads; /* idle connections hold no buffer */
     int skip_on_success; /* complete operations that succeed at once inline */
     int associated;      /* the socket is already associated with this port (wsx_connect) */
@@ -158,11 +161,12 @@ WSX_API int wsx_stream_ref_send(wsx_stream_ref ref, const void *data, size_t len
 
 /* Close, with `how`, every open stream of the port that has neither received nor sent data for
  * idle_ms or more and has nothing waiting to be sent (0: every open stream): a stream whose peer
- * is slow to read its replies is not idle, the send timeout covers it. One stream at a time, under its own lock; callbacks (on_close) may run
- * on the calling thread. Returns how many streams were asked to close (0 for a NULL port). This
- * is the idle timeout and the orderly stop of a server without a list of its own: wsx walks the
- * streams it keeps anyway. Not from a stream callback: it waits for each stream's lock, and two
- * such calls from callbacks on two threads would wait for each other's stream. */
+ * is slow to read its replies is not idle, the send timeout covers it. One stream at a time, under
+ * its own lock; callbacks (on_close) may run on the calling thread. Returns how many streams were
+ * asked to close (0 for a NULL port). This is the idle timeout and the orderly stop of a server
+ * without a list of its own: wsx walks the streams it keeps anyway. Not from a stream callback: it
+ * waits for each stream's lock, and two such calls from callbacks on two threads would wait for
+ * each other's stream. */
 WSX_API int wsx_port_close_streams(wsx_port *port, DWORD idle_ms, wsx_close_how how);
 
 /* The `user` pointer given to wsx_stream_open (NULL for NULL). */

@@ -35,7 +35,10 @@ static const wsx_stream_callbacks cb = {on_data, NULL, on_close, NULL, NULL};
 
 static void on_connected(SOCKET s, const wsx_status *st, DWORD sent, void *port)
 {
-    wsx_stream_opts o = {.zero_byte_reads = 1, .skip_on_success = 1, .associated = 1};
+    /* Reading pauses while more than max_queued waits to be sent: above the message, or the
+     * echo of a long one would stall both ways. */
+    wsx_stream_opts o = {
+        .zero_byte_reads = 1, .skip_on_success = 1, .associated = 1, .max_queued = len};
     wsx_stream *stream;
     if (s == INVALID_SOCKET) {
         printf("client: connect failed: %s\n", wsx_strerror(st->wsa));
