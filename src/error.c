@@ -58,6 +58,8 @@
 /* Win32 codes a completion or an overlapped call reports, and their WSA meaning. */
 #define WSX_WIN32_MAP(X)                                                                           \
     X(ERROR_SUCCESS, 0)                                                                            \
+    X(ERROR_FILE_NOT_FOUND, ERROR_FILE_NOT_FOUND) /* no WSA meaning (wsx_trace_open) */            \
+    X(ERROR_PATH_NOT_FOUND, ERROR_PATH_NOT_FOUND)                                                  \
     X(ERROR_INVALID_HANDLE, WSAENOTSOCK)                                                           \
     X(ERROR_NOT_ENOUGH_MEMORY, WSAENOBUFS)                                                         \
     X(ERROR_OUTOFMEMORY, WSAENOBUFS)                                                               \

@@ -137,6 +137,10 @@ Test(error, names_and_texts)
     cr_assert_null(wsx_error_name(12345));
     cr_assert_str_eq(wsx_win32_name(ERROR_NETNAME_DELETED), "ERROR_NETNAME_DELETED");
     cr_assert_str_eq(wsx_win32_name(676), "ERROR_HANDLES_CLOSED");
+    /* wsx_trace_open's file errors are named, and have no WSA code: returned as they are. */
+    cr_assert_str_eq(wsx_win32_name(ERROR_PATH_NOT_FOUND), "ERROR_PATH_NOT_FOUND");
+    cr_assert_eq(wsx_error_from_win32(ERROR_PATH_NOT_FOUND), ERROR_PATH_NOT_FOUND);
+    cr_assert_eq(wsx_error_from_win32(ERROR_FILE_NOT_FOUND), ERROR_FILE_NOT_FOUND);
     cr_assert_str_eq(wsx_ntstatus_name((LONG)STATUS_CONNECTION_RESET), "STATUS_CONNECTION_RESET");
     cr_assert_str_eq(wsx_strerror(WSAECONNRESET), "connection reset by peer");
     cr_assert_str_eq(wsx_strerror(0), "success");

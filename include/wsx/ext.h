@@ -51,11 +51,13 @@ typedef struct wsx_ext {
 
 /* The extension table for the provider of socket `s`, loaded on `s` the first time that provider
  * is seen and cached after (thread-safe; later calls cost one getsockopt). Returns 0, or the WSA
- * error of getsockopt(SO_PROTOCOL_INFOW) (WSAENOTSOCK for a closed socket), or WSAENOBUFS. */
+ * error of getsockopt(SO_PROTOCOL_INFOW) (WSAENOTSOCK for a closed socket), WSAENOBUFS, or
+ * WSAEFAULT for a NULL out. */
 WSX_API int wsx_ext_get(SOCKET s, const wsx_ext **out);
 
 /* 0 if every function in `mask` (WSX_EXT_BIT(...) ORed) is present, else WSAEOPNOTSUPP with
- * *missing_name (if not NULL) set to the first absent one's name, e.g. "TransmitPackets". */
+ * *missing_name (if not NULL) set to the first absent one's name, e.g. "TransmitPackets";
+ * WSAEFAULT for a NULL ext. */
 WSX_API int wsx_ext_require(const wsx_ext *ext, unsigned mask, const char **missing_name);
 
 /* "AcceptEx", "GetAcceptExSockaddrs", ...; "?" for an id out of range. */
