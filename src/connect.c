@@ -61,18 +61,21 @@ static void on_connect(wsx_op *op, const wsx_status *st)
 
 void wsx__connect_sweep(wsx_port *p)
 {
-    DWORD now = GetTickCount();
+    DWORD now;
 
     if (p->connect_timeout == INFINITE || p->connects == NULL)
         return;
     /* Under the lock: on_connect unlinks (and then frees) a connect only after taking it, so
-     * the socket cannot be closed under CancelIoEx here. */
+     * the socket cannot be closed under CancelIoEx here. The time is read under it too: a
+     * connect linked after an earlier reading would look 49 days old. */
     AcquireSRWLockExclusive(&p->connects_lock);
+    now = GetTickCount();
     for (connect_op *c = p->connects; c; c = c->next) {
-        if (!c->timed_out && now - c->started >= p->connect_timeout) {
+        /* A cancel that finds nothing (the connect not posted yet, or just completed) is tried
+         * again at the next sweep. */
+        if (!c->timed_out && now - c->started >= p->connect_timeout &&
+            CancelIoEx((HANDLE)c->s, &c->op.ov))
             c->timed_out = 1;
-            CancelIoEx((HANDLE)c->s, &c->op.ov);
-        }
     }
     ReleaseSRWLockExclusive(&p->connects_lock);
 }

@@ -33,6 +33,13 @@ struct wsx_port {
     struct wsx_stream *free_streams;
     struct wsx_stream *all_streams;
     struct wsx__slab *slabs; /* the heap blocks the stream objects live in */
+    /* Streams pinned by their openers' callbacks (stream.c), and whether each ended meanwhile:
+     * its object goes back to the free list when the pin goes. Under streams_lock. */
+    struct wsx__pin {
+        struct wsx_stream *s;
+        int ended;
+    } * pinned;
+    int npinned, pinned_cap;
     volatile LONG live_streams;
     /* Listeners open or not yet freed, and connects in flight: their completions and timers use
      * the port, so wsx_port_destroy waits for them as for streams. */

@@ -73,7 +73,7 @@ struct wsx_stream {
     unsigned reading : 1, writing : 1, transmitting : 1;
     unsigned zero : 1, skip : 1, eof : 1, shut_req : 1, shut_done : 1, close_req : 1, closed : 1,
         finished : 1, why_set : 1, throttled : 1, hot : 2, parking : 1, woken : 1, after_wake : 1,
-        lingering : 1, pinned : 1;
+        lingering : 1;
     wsx_buf *rbuf;
     wsx__tf *tf;
     size_t peak_queued;
@@ -206,14 +206,29 @@ static wsx_stream *stream_alloc(wsx_port *p)
     return s;
 }
 
+/* Under streams_lock: s's entry among the port's pins (see pin()), or -1. */
+static int pin_find(const wsx_port *p, const wsx_stream *s)
+{
+    for (int i = 0; i < p->npinned; i++)
+        if (p->pinned[i].s == s)
+            return i;
+    return -1;
+}
+
 /* Back to the port's free list with a new generation: a completion still addressed to the old
- * one is dropped by the port. */
+ * one is dropped by the port. A pinned stream is only marked ended: its pin's release does it. */
 static void stream_release(wsx_stream *s)
 {
     wsx_port *p = s->port;
+    int i;
 
-    InterlockedIncrement(&s->gen);
     AcquireSRWLockExclusive(&p->streams_lock);
+    if ((i = pin_find(p, s)) >= 0) {
+        p->pinned[i].ended = 1;
+        ReleaseSRWLockExclusive(&p->streams_lock);
+        return;
+    }
+    InterlockedIncrement(&s->gen);
     s->u.next_free = p->free_streams;
     p->free_streams = s;
     ReleaseSRWLockExclusive(&p->streams_lock);
@@ -239,6 +254,9 @@ void wsx__stream_free_all(wsx_port *p)
         free(b);
     }
     p->all_streams = p->free_streams = NULL;
+    free(p->pinned);
+    p->pinned = NULL;
+    p->npinned = p->pinned_cap = 0;
     wr_trim(p, 0);
     while (p->cbs) {
         struct wsx__cbs *c = p->cbs;
@@ -349,15 +367,20 @@ static WSX_TLS struct opening {
  * callbacks, while it runs). A pinned stream can end, on_close included, but its object is not
  * reused until the pin goes: the opener may use the pointer until its callback returns, even
  * after a completion on another thread ended the stream (calls on it then fail), and never
- * reaches another connection through it. Few are open at once: 8 in place, more on the heap. */
+ * reaches another connection through it. The port keeps its pinned streams in a list under
+ * streams_lock (stream_release consults it), so letting go of a pin never waits for a stream's
+ * lock, which another thread's callback may hold for as long as it likes. This thread's pins:
+ * 8 in place, more on the heap. */
 static WSX_TLS wsx_stream *pin_few[8];
 static WSX_TLS wsx_stream **pin_more;
 static WSX_TLS int npins, pin_cap;
 
 static int pin(wsx_stream *s)
 {
+    wsx_port *p = s->port;
     wsx_stream **v = pin_more ? pin_more : pin_few;
     int cap = pin_more ? pin_cap : (int)(sizeof pin_few / sizeof pin_few[0]);
+    int ok = 1;
 
     if (npins == cap) {
         wsx_stream **nv = malloc(2 * (size_t)cap * sizeof *nv);
@@ -368,9 +391,25 @@ static int pin(wsx_stream *s)
         pin_more = v = nv;
         pin_cap = 2 * cap;
     }
-    v[npins++] = s;
-    s->pinned = 1;
-    return 1;
+    AcquireSRWLockExclusive(&p->streams_lock);
+    if (p->npinned == p->pinned_cap) {
+        int ncap = p->pinned_cap ? 2 * p->pinned_cap : 8;
+        struct wsx__pin *np = realloc(p->pinned, (size_t)ncap * sizeof *np);
+        if (np) {
+            p->pinned = np;
+            p->pinned_cap = ncap;
+        } else {
+            ok = 0;
+        }
+    }
+    if (ok) {
+        p->pinned[p->npinned].s = s;
+        p->pinned[p->npinned++].ended = 0;
+    }
+    ReleaseSRWLockExclusive(&p->streams_lock);
+    if (ok)
+        v[npins++] = s;
+    return ok;
 }
 
 int wsx__stream_pins(void)
@@ -398,9 +437,15 @@ static void s_leave(wsx_stream *s)
             memset(&s->why, 0, sizeof s->why);
             s->why.kind = s->eof ? WSX_KIND_EOF : WSX_KIND_OK;
         }
-        if (s->cb->on_close)
+        if (s->cb->on_close) {
+            /* on_close may run outside any delivery (a wsx_stream_* call from another thread):
+             * what it opens is pinned until it returns, as in any callback. */
+            int mark = npins;
             s->cb->on_close(s, &s->why);
-        release = !s->pinned; /* else when the pin goes (wsx__stream_unpin_to) */
+            if (npins > mark)
+                wsx__stream_unpin_to(mark);
+        }
+        release = 1; /* or, pinned, when the pin goes (stream_release) */
     }
     if (s->depth == 1)
         wr_put_if_idle(s);
@@ -416,25 +461,27 @@ static void s_leave(wsx_stream *s)
 void wsx__stream_unpin_to(int mark)
 {
     wsx_stream **v = pin_more ? pin_more : pin_few;
-    int keep = mark;
 
     for (int i = mark; i < npins; i++) {
         wsx_stream *s = v[i];
-        int release;
+        wsx_port *p = s->port; /* stays: a pinned stream is not reused */
+        int k, ended = 0;
 
-        /* A poll nested in a callback may end while this thread holds stream locks: a pin whose
-         * lock is not free now (or is this thread's own, further out) goes to the outer level. */
-        if (s->owner == GetCurrentThreadId() || !s_enter_or_not(s)) {
-            v[keep++] = s;
-            continue;
+        AcquireSRWLockExclusive(&p->streams_lock);
+        if ((k = pin_find(p, s)) >= 0) {
+            ended = p->pinned[k].ended;
+            p->pinned[k] = p->pinned[--p->npinned];
         }
-        s->pinned = 0;
-        release = s->finished; /* it ended while pinned: its object is free now */
-        s_leave(s);
-        if (release)
-            stream_release(s);
+        if (ended) { /* it ended while pinned: its object is free now */
+            InterlockedIncrement(&s->gen);
+            s->u.next_free = p->free_streams;
+            p->free_streams = s;
+        }
+        ReleaseSRWLockExclusive(&p->streams_lock);
+        if (ended)
+            InterlockedDecrement(&p->live_streams); /* last: the port may be freed from here */
     }
-    npins = keep;
+    npins = mark;
     if (npins == 0 && pin_more) {
         free(pin_more);
         pin_more = NULL;
@@ -969,7 +1016,7 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     s->woken = len > 0;
     s->last_data = GetTickCount();
     s->reading = s->writing = s->transmitting = 0;
-    s->finished = s->why_set = s->throttled = s->lingering = s->pinned = 0;
+    s->finished = s->why_set = s->throttled = s->lingering = 0;
     s->rbuf = NULL;
     tf_clear(s); /* kept by a reused stream object, empty since its last stream finished */
     mq = opts && opts->max_queued ? opts->max_queued : 4 * (size_t)wsx_buf_pool_size(port->bufs);

@@ -69,10 +69,14 @@ static void wait_closed(ctx *c, DWORD ms)
                  ms);
 }
 
+/* Destroy the port once its streams are gone (a callback may still be returning); a stream
+ * that never goes (a lost count, a pin never let go) fails the test. */
 static void finish(wsx_port *p)
 {
-    for (int i = 0; i < 200 && wsx_port_destroy(p) != 0; i++)
+    int err = 0;
+    for (int i = 0; i < 200 && (err = wsx_port_destroy(p)) != 0; i++)
         Sleep(10);
+    cr_assert_eq(err, 0, "the port still has streams after 2 s");
 }
 
 static unsigned char pattern(size_t i)
@@ -1428,4 +1432,44 @@ Test(stream, open_outside_callbacks_runs_no_completion_inside_on_data)
     cr_assert_eq(wsx_stream_open(p, INVALID_SOCKET, &so, &cb, &c, NULL, 0, &s), WSAEINVAL);
     cr_assert_null(ref.s);
     cr_assert_eq(wsx_port_destroy(p), 0);
+}
+
+/* Opening outside callbacks never waits for the new stream's lock: the caller may hold a lock
+ * of its own that the stream's first on_data (on a worker, holding the stream's lock) waits
+ * for. Letting go of the open's pin once took the stream's lock, and the two waited for ever. */
+static SRWLOCK user_lock = SRWLOCK_INIT;
+static HANDLE data_seen;
+
+static void on_data_takes_user_lock(wsx_stream *s, wsx_buf *b)
+{
+    (void)s;
+    AcquireSRWLockExclusive(&user_lock);
+    ReleaseSRWLockExclusive(&user_lock);
+    wsx_buf_put(b);
+    SetEvent(data_seen);
+}
+
+Test(stream, open_while_holding_a_lock_its_on_data_waits_for)
+{
+    wsx_port *p = port_with_workers(1);
+    wsx_stream_callbacks cb = {on_data_takes_user_lock, NULL, on_close, NULL, NULL};
+    wsx_stream_opts so = {.skip_on_success = 0}; /* the first read completes on the worker */
+
+    data_seen = CreateEventW(NULL, FALSE, FALSE, NULL);
+    for (int i = 0; i < 300; i++) {
+        SOCKET srv, cli = t_pair("127.0.0.1:0", &srv);
+        wsx_stream *st;
+        ctx c;
+
+        ctx_init(&c);
+        cr_assert_eq(send(cli, "x", 1, 0), 1);
+        AcquireSRWLockExclusive(&user_lock);
+        cr_assert_eq(wsx_stream_open(p, srv, &so, &cb, &c, NULL, 0, &st), 0);
+        ReleaseSRWLockExclusive(&user_lock);
+        cr_assert_eq(WaitForSingleObject(data_seen, 10000), WAIT_OBJECT_0, "round %d", i);
+        closesocket(cli);
+        wait_closed(&c, 10000);
+        CloseHandle(c.closed);
+    }
+    finish(p);
 }
