@@ -107,6 +107,17 @@ static void listener_free(wsx_listener *l)
     free(l);
 }
 
+/* An accept socket the listener closes without handing it out (the listener is closing): its
+ * AcceptEx may have taken a client already, with its first bytes. RST tells that client it was
+ * not served; a plain close would send FIN, which a client that sent a request takes for an
+ * empty answer. */
+static void close_unserved(SOCKET s)
+{
+    struct linger lg = {1, 0};
+    setsockopt(s, SOL_SOCKET, SO_LINGER, (char *)&lg, sizeof lg);
+    closesocket(s);
+}
+
 /* Under the lock. A slot that cannot be posted stays idle; the timer retries it. */
 static void post_slot(wsx_listener *l, slot *sl)
 {
@@ -192,7 +203,9 @@ static void on_accept(wsx_op *op, const wsx_status *st)
             InterlockedIncrement64(sl->reaped                  ? &l->reaped
                                    : sl->reused && !sl->reaped ? &l->reuse_failed
                                                                : &l->failed);
-        if (s != INVALID_SOCKET)
+        if (s != INVALID_SOCKET && l->closing)
+            close_unserved(s);
+        else if (s != INVALID_SOCKET)
             closesocket(s);
         if (sl - l->slots < l->o.accepts)
             post_slot(l, sl);
@@ -496,7 +509,7 @@ int wsx_listener_close(wsx_listener *l)
     CancelIoEx((HANDLE)l->s, NULL);
     for (int i = 0; i < l->nslots; i++) {
         if (l->slots[i].s != INVALID_SOCKET) {
-            closesocket(l->slots[i].s);
+            close_unserved(l->slots[i].s);
             l->slots[i].s = INVALID_SOCKET;
         }
     }

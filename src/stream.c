@@ -1318,6 +1318,18 @@ static int close_how(wsx_stream *s, wsx_close_how how)
     return wsx_stream_close(s);
 }
 
+/* Data that reached the stream's socket but not the stream: a read the kernel has completed
+ * whose completion has not been delivered yet (it waits in a busy port: "quiet" by the clock),
+ * or bytes that a pending zero-byte read has not reported. Under the stream's lock. */
+static int data_on_the_way(wsx_stream *s)
+{
+    u_long n = 0;
+
+    if (s->reading && HasOverlappedIoCompleted(&s->rop.ov))
+        return 1;
+    return ioctlsocket(s->sock, FIONREAD, &n) == 0 && n > 0;
+}
+
 int wsx_port_close_streams(wsx_port *p, DWORD idle_ms, wsx_close_how how)
 {
     wsx_stream *s;
@@ -1333,13 +1345,15 @@ int wsx_port_close_streams(wsx_port *p, DWORD idle_ms, wsx_close_how how)
         int err = WSAENOTCONN;
 
         s_enter(s);
-        /* Idle: nothing received and nothing sent for idle_ms, and nothing waiting to be sent
-         * (a stream whose peer is slow to read is the send timeout's, not idle: closing it
-         * would drop what the peer sends meanwhile). */
+        /* Idle: nothing received and nothing sent for idle_ms, nothing waiting to be sent (a
+         * stream whose peer is slow to read is the send timeout's, not idle: closing it would
+         * drop what the peer sends meanwhile), and no data on its way to it. */
         if (!s->closed && !s->finished && s->port == p &&
             (!s->close_req || how == WSX_CLOSE_RESET) &&
-            (idle_ms == 0 || (GetTickCount() - s->last_data >= idle_ms && queued(s) == 0 &&
-                              !s->writing && !s->transmitting && !s->throttled))) {
+            !(s->shut_req && how == WSX_CLOSE_SHUTDOWN) &&
+            (idle_ms == 0 ||
+             (GetTickCount() - s->last_data >= idle_ms && queued(s) == 0 && !s->writing &&
+              !s->transmitting && !s->throttled && !data_on_the_way(s)))) {
             err = close_how(s, how);
         }
         s_leave(s);

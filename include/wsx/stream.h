@@ -160,8 +160,10 @@ WSX_API int wsx_stream_ref_close(wsx_stream_ref ref, wsx_close_how how);
 WSX_API int wsx_stream_ref_send(wsx_stream_ref ref, const void *data, size_t len);
 
 /* Close, with `how`, every open stream of the port that has neither received nor sent data for
- * idle_ms or more and has nothing waiting to be sent (0: every open stream): a stream whose peer
- * is slow to read its replies is not idle, the send timeout covers it. One stream at a time, under
+ * idle_ms or more, has nothing waiting to be sent and no data on its way in (bytes in its socket,
+ * a read completed but not delivered yet) (0: every open stream): a stream whose peer is slow to
+ * read its replies is not idle, the send timeout covers it. A stream already half-closed is not
+ * asked to half-close again. One stream at a time, under
  * its own lock; callbacks (on_close) may run on the calling thread. Returns how many streams were
  * asked to close (0 for a NULL port). This is the idle timeout and the orderly stop of a server
  * without a list of its own: wsx walks the streams it keeps anyway. Not from a stream callback: it
