@@ -63,7 +63,7 @@ void wsx__connect_sweep(wsx_port *p)
 {
     DWORD now;
 
-    if (p->connect_timeout == INFINITE || p->connects == NULL)
+    if (p->connect_timeout == INFINITE)
         return;
     /* Under the lock: on_connect unlinks (and then frees) a connect only after taking it, so
      * the socket cannot be closed under CancelIoEx here. The time is read under it too: a
