@@ -221,7 +221,7 @@ def test_trace_initial_data_accept_and_peer_reset(wsx_only, tmp_path):
         sent = _wait_for(srv, lambda ev: ev.get("op") == "send" and ev.get("bytes") == 11,
                          "echo send")
         conn = sent[0]["conn"]
-        assert conn > 0
+        assert conn > 0 and acc["conn"] == conn, "the accept's line has its connection's id"
         time.sleep(0.3)  # the next recv is pending (Wine reports a reset only to it: C7)
         abort(s)
         rst = _wait_for(srv, lambda ev: ev.get("conn") == conn and ev.get("kind") == "peer-reset",

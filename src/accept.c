@@ -48,7 +48,8 @@ typedef struct recycle_op {
     wsx_op op;
     wsx_listener *l;
     SOCKET s;
-    int index; /* in l->recycling */
+    int index;             /* in l->recycling */
+    unsigned long long id; /* the connection's id in the trace */
 } recycle_op;
 
 int wsx_accept_post(const wsx_ext *ext, SOCKET listener, SOCKET as, void *buf, DWORD initial,
@@ -242,15 +243,19 @@ static void on_accept(wsx_op *op, const wsx_status *st)
         closesocket(s);
         InterlockedIncrement64(&l->failed);
     } else {
+        unsigned long long id = 0;
         if (WSX_TRACING()) {
             char extra[48];
             snprintf(extra, sizeof extra, "\"slot\":%d%s", (int)(sl - l->slots),
                      a.eof ? ",\"eof\":true" : "");
-            wsx__trace_event(0, 0, "accept", "complete", st->bytes, st,
+            id = wsx__conn_id();
+            wsx__trace_event(id, 0, "accept", "complete", st->bytes, st,
                              (const struct sockaddr *)&a.remote.ss, a.remote.len, extra);
         }
         InterlockedIncrement64(&l->accepted);
+        wsx__conn_handover(s, id);
         l->fn(l, &a, l->user);
+        wsx__conn_handover(INVALID_SOCKET, 0);
     }
 
     EnterCriticalSection(&l->lock);
@@ -411,7 +416,7 @@ static void on_recycled(wsx_op *op, const wsx_status *st)
     int done;
 
     if (WSX_TRACING())
-        wsx__trace_event(0, 0, "disconnect", "complete", st->bytes, st, NULL, 0,
+        wsx__trace_event(r->id, 0, "disconnect", "complete", st->bytes, st, NULL, 0,
                          "\"flags\":\"TF_REUSE_SOCKET\"");
     EnterCriticalSection(&l->lock);
     l->pending--;
@@ -454,6 +459,7 @@ int wsx_listener_recycle(wsx_listener *l, SOCKET s)
     }
     r->l = l;
     r->s = s;
+    r->id = wsx__conn_take(s);
     r->index = l->nrecycling;
     l->recycling[l->nrecycling++] = r;
     wsx_op_init(&r->op, WSX_OP_DISCONNECT, on_recycled, r, NULL);
@@ -480,8 +486,9 @@ int wsx_listener_recycle(wsx_listener *l, SOCKET s)
     if (WSX_TRACING()) {
         wsx_status st;
         const char *phase = wsx__trace_post_phase(err ? -1 : 0, err, &st);
-        wsx__trace_event(0, 0, "disconnect", phase, 0, err && err != WSA_IO_PENDING ? &st : NULL,
-                         NULL, 0, "\"flags\":\"TF_REUSE_SOCKET\"");
+        wsx__trace_event(r->id, 0, "disconnect", phase, 0,
+                         err && err != WSA_IO_PENDING ? &st : NULL, NULL, 0,
+                         "\"flags\":\"TF_REUSE_SOCKET\"");
     }
     LeaveCriticalSection(&l->lock);
     wsx__port_flush();

@@ -11,6 +11,7 @@ typedef struct wsx__connect {
     void *user;
     char *data; /* must live until the completion: the kernel reads it */
     wsx_sockaddr to;
+    unsigned long long id;            /* the connection's id in the trace (0: not traced) */
     DWORD started;                    /* GetTickCount at the post (connect timeout) */
     int timed_out;                    /* the sweep cancelled it (under the port's connects_lock) */
     struct wsx__connect *prev, *next; /* the port's connects in flight */
@@ -37,7 +38,7 @@ static void on_connect(wsx_op *op, const wsx_status *st)
 
     unlink_connect(port, c);
     if (WSX_TRACING())
-        wsx__trace_event(0, 0, "connect", "complete", st->bytes, st,
+        wsx__trace_event(c->id, 0, "connect", "complete", st->bytes, st,
                          (const struct sockaddr *)&c->to.ss, c->to.len, NULL);
     /* Cancelled by the connect timeout: that is the reason, not the cancel (a connect that
      * completed before the cancel reached it keeps its own status). */
@@ -53,7 +54,9 @@ static void on_connect(wsx_op *op, const wsx_status *st)
         closesocket(s);
         c->fn(INVALID_SOCKET, st, 0, c->user);
     } else {
+        wsx__conn_handover(s, c->id);
         c->fn(s, st, st->bytes, c->user);
+        wsx__conn_handover(INVALID_SOCKET, 0);
     }
     free(c);
     InterlockedDecrement(&port->live_others); /* last: wsx_port_destroy may free it from here */
@@ -87,6 +90,7 @@ int wsx_connect(wsx_port *port, const wsx_sockaddr *to, const void *data, DWORD 
     wsx_sockaddr any;
     const wsx_ext *ext;
     DWORD sent = 0;
+    unsigned long long id;
     int err;
 
     if (port == NULL || to == NULL || fn == NULL || (data == NULL && len > 0) ||
@@ -135,6 +139,8 @@ int wsx_connect(wsx_port *port, const wsx_sockaddr *to, const void *data, DWORD 
         wsx_op_begin(&c->op);
         c->op.port = port;
         c->started = GetTickCount();
+        /* Read back below from a local: a pending connect's completion may free c at once. */
+        id = c->id = WSX_TRACING() ? wsx__conn_id() : 0;
         InterlockedIncrement(&port->live_others);
         /* Linked before the post: the completion (on another thread) unlinks it. */
         AcquireSRWLockExclusive(&port->connects_lock);
@@ -154,7 +160,7 @@ int wsx_connect(wsx_port *port, const wsx_sockaddr *to, const void *data, DWORD 
             char extra[32];
             snprintf(extra, sizeof extra, "\"posted\":%lu", (unsigned long)len);
             /* bytes: what went at once (sync-ok only); the completion line says the rest. */
-            wsx__trace_event(0, 0, "connect", phase, err ? 0 : sent,
+            wsx__trace_event(id, 0, "connect", phase, err ? 0 : sent,
                              err && err != WSA_IO_PENDING ? &st : NULL,
                              (const struct sockaddr *)&to->ss, to->len, extra);
         }

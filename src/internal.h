@@ -97,6 +97,14 @@ void wsx__trace_event(unsigned long long conn, LONG gen, const char *op, const c
                       const char *extra);
 /* The phase of a post from the call's result: sync-ok, pending or sync-error (with *st). */
 const char *wsx__trace_post_phase(int rc, int err, wsx_status *st);
+/* Connection ids (stream.c). An accept's or connect's completion takes one for its trace line
+ * and hands it, for the length of its callback, to the stream that callback opens on `sock`; a
+ * stream hands its own to on_release, for the DisconnectEx that recycles the socket. One
+ * connection's story has one id from its first line to its last. take: the id handed over with
+ * `sock` on this thread (once), else 0. */
+unsigned long long wsx__conn_id(void);
+void wsx__conn_handover(SOCKET sock, unsigned long long id);
+unsigned long long wsx__conn_take(SOCKET sock);
 void wsx__trace_from_env(void);
 
 /* Running under Wine (ntdll exports wine_get_version): for the few costs that differ. */

@@ -101,6 +101,29 @@ static char zero_byte[1];
 static char discard[4096];
 
 static volatile LONG64 next_id;
+static WSX_TLS struct handover {
+    SOCKET sock;
+    unsigned long long id;
+} handover;
+
+unsigned long long wsx__conn_id(void)
+{
+    return (unsigned long long)InterlockedIncrement64(&next_id);
+}
+
+void wsx__conn_handover(SOCKET sock, unsigned long long id)
+{
+    handover.sock = sock;
+    handover.id = id;
+}
+
+unsigned long long wsx__conn_take(SOCKET sock)
+{
+    unsigned long long id = handover.sock == sock ? handover.id : 0;
+
+    handover.id = 0;
+    return id;
+}
 
 /* Trace a post; keeps WSAGetLastError() for the caller. */
 static void trace_post(wsx_stream *s, const char *op, int rc, DWORD n, DWORD posted_bytes)
@@ -707,7 +730,9 @@ static void check_done(wsx_stream *s)
                              "\"how\":\"release\",\"pending\":0,\"why\":\"eof\"");
         s->closed = 1;
         s->sock = INVALID_SOCKET;
+        wsx__conn_handover(sock, s->id);
         s->cb->on_release(s, sock);
+        wsx__conn_handover(INVALID_SOCKET, 0);
         return;
     }
     if (s->eof && s->shut_done) {
@@ -1004,7 +1029,9 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
     s_enter(s);
     s->port = port;
     s->sock = sock;
-    s->id = (unsigned long long)InterlockedIncrement64(&next_id);
+    s->id = wsx__conn_take(sock);
+    if (s->id == 0)
+        s->id = wsx__conn_id();
     s->streak = 0;
     s->pending = 0;
     s->zero = opts && opts->zero_byte_reads;

@@ -768,3 +768,95 @@ Test(accept, port_destroy_waits_for_listeners_and_connects)
     cr_assert_eq(rc, 0, "the listener's cancelled accepts and the connect did not drain");
     cr_assert_eq(connects, 1, "the connect's callback ran once");
 }
+
+/* One connection, one id in the trace: the accept's completion line and the connect's lines carry
+ * the id of the stream their callback opens on the socket. */
+typedef struct traced_client {
+    wsx_port *port;
+    HANDLE done;
+} traced_client;
+
+static void traced_on_data(wsx_stream *s, wsx_buf *b)
+{
+    traced_client *t = wsx_stream_user(s);
+    wsx_buf_put(b);
+    wsx_stream_close(s);
+    SetEvent(t->done);
+}
+
+static const wsx_stream_callbacks traced_cb = {traced_on_data, NULL, NULL, NULL, NULL};
+
+static void traced_connected(SOCKET s, const wsx_status *st, DWORD sent, void *user)
+{
+    traced_client *t = user;
+    wsx_stream_opts o = {.zero_byte_reads = 1, .skip_on_success = 1, .associated = 1};
+    wsx_stream *stream;
+
+    (void)st;
+    (void)sent;
+    if (s != INVALID_SOCKET)
+        wsx_stream_open(t->port, s, &o, &traced_cb, t, NULL, 0, &stream);
+}
+
+/* The conn of the first line with all of `needles`, 0 if none. */
+static unsigned long long trace_conn(const char *path, const char *n1, const char *n2)
+{
+    FILE *f = fopen(path, "r");
+    char line[2048];
+    unsigned long long conn = 0;
+
+    cr_assert_not_null(f, "trace file %s", path);
+    while (conn == 0 && fgets(line, sizeof line, f)) {
+        const char *c = strstr(line, "\"conn\":");
+        if (c && strstr(line, n1) && (n2 == NULL || strstr(line, n2)))
+            conn = strtoull(c + 7, NULL, 10);
+    }
+    fclose(f);
+    return conn;
+}
+
+Test(accept, trace_gives_a_connection_one_id_from_accept_or_connect_on)
+{
+    seen x;
+    traced_client t = {NULL, CreateEventW(NULL, TRUE, FALSE, NULL)};
+    char path[MAX_PATH + 64], tmp[MAX_PATH], key[64];
+    wsx_listener *l;
+    wsx_sockaddr to;
+    unsigned long long acc, con;
+    int rc = -1;
+
+    cr_assert_gt(GetTempPathA(sizeof tmp, tmp), 0);
+    snprintf(path, sizeof path, "%swsx-trace-ids-%lu.jsonl", tmp, GetCurrentProcessId());
+    cr_assert_eq(wsx_trace_open(path), 0);
+    l = listen_on(&x, "127.0.0.1:0", 2, 16, 0);
+    cr_assert_eq(wsx_listener_address(l, &to), 0);
+    cr_assert_eq(wsx_port_create(&t.port, NULL), 0);
+    cr_assert_eq(wsx_port_start(t.port, 1), 0);
+    cr_assert_eq(wsx_connect(t.port, &to, "hello", 5, traced_connected, &t), 0);
+    cr_assert_eq(WaitForSingleObject(t.done, 10000), WAIT_OBJECT_0, "no echo");
+    wait_for(&x.accepted, 1, 5000);
+    cr_assert_eq(wsx_listener_close(l), 0);
+    for (int i = 0; i < 500 && (rc = wsx_port_destroy(t.port)) != 0; i++)
+        Sleep(10);
+    cr_assert_eq(rc, 0);
+    for (int i = 0; i < 500 && (rc = wsx_port_destroy(x.port)) != 0; i++)
+        Sleep(10);
+    cr_assert_eq(rc, 0);
+    wsx_trace_close();
+
+    acc = trace_conn(path, "\"op\":\"accept\",\"phase\":\"complete\"", "\"kind\":\"ok\"");
+    con = trace_conn(path, "\"op\":\"connect\",\"phase\":\"complete\"", NULL);
+    cr_assert_neq(acc, 0, "the accept's completion has the connection's id");
+    cr_assert_neq(con, 0, "the connect's completion has the connection's id");
+    cr_assert_neq(acc, con);
+    snprintf(key, sizeof key, "\"conn\":%llu,", con);
+    cr_assert_eq(trace_conn(path, "\"op\":\"connect\",\"phase\":\"pending\"", key) +
+                     trace_conn(path, "\"op\":\"connect\",\"phase\":\"sync-ok\"", key),
+                 con, "the connect's post has the same id");
+    cr_assert_eq(trace_conn(path, "\"op\":\"recv\"", key), con,
+                 "the stream opened in the connect's callback keeps its id");
+    snprintf(key, sizeof key, "\"conn\":%llu,", acc);
+    cr_assert_eq(trace_conn(path, "\"op\":\"send\"", key), acc,
+                 "the stream opened in the accept's callback keeps its id");
+    cr_assert(DeleteFileA(path));
+}

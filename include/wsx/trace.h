@@ -1,12 +1,13 @@
 /* The trace: one JSON object per line for every overlapped operation event.
  *
- * Fields: t (microseconds since the trace opened), thr (thread id), conn (connection id; 0 for a
- * pending accept), gen (generation of the connection's stream), op (accept, recv, send, connect,
- * disconnect, transmitfile, shutdown, close; trace on the end line), phase (sync-ok,
- * sync-error, pending, complete; park, timeout; end), bytes, nt / nt_name (NTSTATUS;
- * absent when the code did not come from the kernel), win32 / win32_name, wsa / wsa_name, kind
- * (ok, eof, peer-reset, aborted-locally, refused, other), peer (on accept and connect), and
- * op-specific extras (how on close, slot on accept...). See docs/trace.md.
+ * Fields: t (microseconds since the trace opened), thr (thread id), conn (connection id, from
+ * its accept's completion or its connect's post to the end; 0 for a pending accept), gen
+ * (generation of the connection's stream), op (accept, recv, send, connect, disconnect,
+ * transmitfile, shutdown, close; trace on the end line), phase (sync-ok, sync-error, pending,
+ * complete; park, timeout; end), bytes, nt / nt_name (NTSTATUS; absent when the code did not come
+ * from the kernel), win32 / win32_name, wsa / wsa_name, kind (ok, eof, peer-reset, aborted-locally,
+ * refused, other), peer (on accept and connect), and op-specific extras (how on close, slot on
+ * accept...). See docs/trace.md.
  *
  * Off by default; when off each event costs one predictable branch. Lines go to a bounded buffer
  * that a writer thread empties, so workers never block on the file; when the buffer is full,
