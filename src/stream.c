@@ -766,7 +766,10 @@ static void got_data(wsx_stream *s, wsx_buf *b)
 }
 
 /* Our own close turned this completion into an error: it is a local abort, whatever the code
- * (a reset and a local disconnect are both 64 to GetQueuedCompletionStatus). */
+ * (a reset and a local disconnect are both 64 to GetQueuedCompletionStatus). The caller runs
+ * on_complete (notify) once it has taken what it needs from the op and settled the queue: the
+ * callback may post the op again (a close's discard read) or send on (a write pump), and must
+ * see the stream as it is after this completion. */
 static wsx_status classify(wsx_stream *s, wsx_op *op, const wsx_status *st)
 {
     wsx_status r = *st;
@@ -785,15 +788,19 @@ static wsx_status classify(wsx_stream *s, wsx_op *op, const wsx_status *st)
     if (WSX_TRACING())
         wsx__trace_event(s->id, s->gen, wsx_op_kind_name((wsx_op_kind)op->kind), "complete",
                          r.bytes, &r, NULL, 0, op->completed_inline ? "\"inline\":true" : NULL);
-    if (s->cb->on_complete)
-        s->cb->on_complete(s, (wsx_op_kind)op->kind, &r);
     return r;
 }
 
-/* Heat (see HOT_MS): a read that found data soon after its post counts towards a full read. */
-static void note_heat(wsx_stream *s, const wsx_op *op)
+static void notify(wsx_stream *s, wsx_op_kind kind, const wsx_status *r)
 {
-    if (op->completed_inline || GetTickCount() - s->read_at <= HOT_MS) {
+    if (s->cb->on_complete)
+        s->cb->on_complete(s, kind, r);
+}
+
+/* Heat (see HOT_MS): a read that found data soon after its post counts towards a full read. */
+static void note_heat(wsx_stream *s, int completed_inline, DWORD read_at)
+{
+    if (completed_inline || GetTickCount() - read_at <= HOT_MS) {
         if (s->hot < HOT_READS)
             s->hot++;
     } else if (s->hot < HOT_READS) {
@@ -806,12 +813,15 @@ static void on_recv(wsx_op *op, const wsx_status *st)
     wsx_stream *s = op->owner;
     wsx_status r;
     wsx_buf *b;
-    int parked;
+    int parked, is_read = op->is_read, completed_inline = op->completed_inline;
+    DWORD read_at;
 
     s_enter(s);
     r = classify(s, op, st);
     b = s->rbuf;
     s->rbuf = NULL;
+    read_at = s->read_at;
+    notify(s, WSX_OP_RECV, &r); /* it may post the read again: what it was is kept above */
     /* Our sweep's cancel took the read back: not an error, the stream reads on, cold. A read that
      * completed before the cancel reached it is delivered as usual. */
     parked = s->parking && r.wsa == WSA_OPERATION_ABORTED && !s->closed;
@@ -827,7 +837,7 @@ static void on_recv(wsx_op *op, const wsx_status *st)
     } else if (s->close_req) {
         /* Closing: what still arrives is read (unread data would turn our close into a RST)
          * and not delivered; the peer's FIN ends the linger. */
-        if (b == NULL && !op->is_read)
+        if (b == NULL && !is_read)
             s->woken = 1; /* a zero-byte read posted before the close */
         else if (r.bytes == 0)
             s->eof = 1;
@@ -836,14 +846,14 @@ static void on_recv(wsx_op *op, const wsx_status *st)
         /* A zero-byte read completed: data (or FIN) is there. The full read posted next takes it
          * (it completes at once; with skip-on-success, inline), one buffer per wakeup: reading on
          * while data kept coming starved the other connections (bench: stream x100). */
-        note_heat(s, op);
+        note_heat(s, completed_inline, read_at);
         s->woken = 1;
     } else if (r.bytes == 0) {
         wsx_buf_put(b);
         got_eof(s);
     } else {
         if (!s->after_wake)
-            note_heat(s, op); /* the read that follows a wakeup is part of that wakeup */
+            note_heat(s, completed_inline, read_at); /* part of the wakeup it follows */
         b->len = r.bytes;
         got_data(s, b);
     }
@@ -905,14 +915,17 @@ static void on_send(wsx_op *op, const wsx_status *st)
 
     s_enter(s);
     r = classify(s, op, st);
+    if (!s->closed && r.wsa == 0) {
+        s->bytes_out += r.bytes;
+        if (r.bytes > 0 && !s->lingering)
+            s->last_data = GetTickCount();      /* the peer is reading: not idle */
+        wsx__sendq_advance(&s->wr->q, r.bytes); /* held: a send was in flight */
+    }
+    notify(s, WSX_OP_SEND, &r); /* a send from it goes on from where this one ended */
     if (!s->closed) {
         if (r.wsa != 0) {
             fail(s, &r);
         } else {
-            s->bytes_out += r.bytes;
-            if (r.bytes > 0 && !s->lingering)
-                s->last_data = GetTickCount();      /* the peer is reading: not idle */
-            wsx__sendq_advance(&s->wr->q, r.bytes); /* held: a send was in flight */
             write_next(s);
             if (s->throttled)
                 read_next(s);
@@ -958,11 +971,13 @@ static void on_transmit(wsx_op *op, const wsx_status *st)
             memset(qa, 0, sizeof *qa);
         }
     }
+    if (!s->closed && r.wsa == 0)
+        s->bytes_out += r.bytes;
+    notify(s, WSX_OP_TRANSMITFILE, &r); /* the file is done: it may send the next one */
     if (!s->closed) {
         if (r.wsa != 0) {
             fail(s, &r);
         } else {
-            s->bytes_out += r.bytes;
             write_next(s);
             if (s->throttled)
                 read_next(s);

@@ -514,6 +514,18 @@ static void tf_twice(wsx_stream *s, wsx_buf *b)
 
 static const wsx_stream_callbacks tf_cb = {tf_twice, NULL, NULL, NULL, NULL};
 
+/* on_complete of a TransmitFile says the file is done: the next one is accepted from there. */
+static volatile LONG tf_chained = -1;
+
+static void tf_chain(wsx_stream *s, wsx_op_kind kind, const wsx_status *st)
+{
+    if (kind == WSX_OP_TRANSMITFILE && st->wsa == 0 && tf_chained == -1)
+        InterlockedExchange(&tf_chained,
+                            wsx_stream_transmit_file(s, tf_file, 5, 5, NULL, 0, NULL, 0));
+}
+
+static const wsx_stream_callbacks tf_chain_cb = {echo_data, NULL, NULL, tf_chain, NULL};
+
 Test(accept, transmit_file_in_order_with_sends)
 {
     seen x;
@@ -557,6 +569,18 @@ Test(accept, transmit_file_in_order_with_sends)
             Sleep(5); /* the callback records it after the file has gone out */
         cr_assert_eq(tf_second, WSAEALREADY);
         closesocket(cli2);
+    }
+    {
+        SOCKET srv3, cli3 = t_pair("127.0.0.1:0", &srv3);
+        wsx_stream *s3;
+        cr_assert_eq(wsx_stream_open(p, srv3, &o, &tf_chain_cb, NULL, NULL, 0, &s3), 0);
+        cr_assert_eq(wsx_stream_transmit_file(s3, f, 0, 5, NULL, 0, NULL, 0), 0);
+        t_recv_all(cli3, got, 10);
+        for (int i = 0; i < 200 && tf_chained == -1; i++)
+            Sleep(5); /* recorded once the call has returned */
+        cr_assert_eq(tf_chained, 0, "a TransmitFile from on_complete of the last one");
+        cr_assert_eq(memcmp(got, "0123456789", 10), 0, "got %.10s", got);
+        closesocket(cli3);
     }
     closesocket(cli);
     CloseHandle(f);

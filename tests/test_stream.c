@@ -1473,3 +1473,104 @@ Test(stream, open_while_holding_a_lock_its_on_data_waits_for)
     }
     finish(p);
 }
+
+/* A write pump: on_complete of each send queues the next chunk. Each chunk must go once, in
+ * order: the send it follows has left the queue before on_complete runs (it used to post the
+ * finished chunk again, which the queue then freed under the kernel). */
+#define PUMP_CHUNK 3000
+#define PUMP_CHUNKS 200
+static volatile LONG pump_next;
+
+static void pump_chunk(wsx_stream *s)
+{
+    char b[PUMP_CHUNK];
+    LONG k = pump_next++;
+    for (size_t i = 0; i < sizeof b; i++)
+        b[i] = (char)pattern((size_t)k * PUMP_CHUNK + i);
+    cr_assert_eq(wsx_stream_send(s, b, sizeof b), 0);
+}
+
+static void pump_on_complete(wsx_stream *s, wsx_op_kind kind, const wsx_status *st)
+{
+    if (kind != WSX_OP_SEND || st->wsa != 0)
+        return;
+    if (pump_next < PUMP_CHUNKS) {
+        pump_chunk(s);
+    } else if (pump_next == PUMP_CHUNKS) {
+        wsx_stream_shutdown(s);
+        pump_next++;
+    }
+}
+
+static const wsx_stream_callbacks pump_cb = {drop_data, NULL, on_close, pump_on_complete, NULL};
+
+Test(stream, a_send_from_on_complete_follows_the_one_that_completed)
+{
+    for (int skip = 0; skip < 2; skip++) {
+        wsx_port *p = port_with_workers(2);
+        wsx_stream_opts o = {0, 1, skip, 0, NULL};
+        ctx c;
+        SOCKET srv, cli = t_pair("127.0.0.1:0", &srv);
+        size_t got = 0, bad = (size_t)-1;
+        char b[8192];
+        int n;
+
+        ctx_init(&c);
+        pump_next = 0;
+        cr_assert_eq(wsx_stream_open(p, srv, &o, &pump_cb, &c, NULL, 0, &c.s), 0);
+        pump_chunk(c.s);
+        while ((n = recv(cli, b, sizeof b, 0)) > 0) {
+            for (int i = 0; i < n; i++, got++)
+                if (bad == (size_t)-1 && (unsigned char)b[i] != pattern(got))
+                    bad = got;
+        }
+        cr_assert_eq(n, 0, "FIN after the last chunk (skip %d)", skip);
+        cr_assert_eq(bad, (size_t)-1, "skip %d: first wrong byte at %zu", skip, bad);
+        cr_assert_eq(got, (size_t)PUMP_CHUNK * PUMP_CHUNKS, "skip %d", skip);
+        closesocket(cli);
+        wait_closed(&c, 5000);
+        finish(p);
+    }
+}
+
+/* A graceful close from on_complete of a zero-byte read's wakeup lingers like any other: it
+ * waits for the peer's FIN (the wakeup's 0 bytes were taken for EOF, the stream closed at once). */
+static volatile LONG closed_early;
+
+static void close_on_recv_complete(wsx_stream *s, wsx_op_kind kind, const wsx_status *st)
+{
+    if (kind == WSX_OP_RECV && st->wsa == 0)
+        wsx_stream_close(s);
+}
+
+static void flag_close(wsx_stream *s, const wsx_status *why)
+{
+    InterlockedExchange(&closed_early, 1);
+    on_close(s, why);
+}
+
+static const wsx_stream_callbacks close_oc_cb = {drop_data, NULL, flag_close,
+                                                 close_on_recv_complete, NULL};
+
+Test(stream, close_from_on_complete_of_a_wakeup_lingers_for_the_peer)
+{
+    wsx_port *p = port_with_workers(1);
+    wsx_stream_opts o = {0, 1, 1, 0, NULL};
+    ctx c;
+    SOCKET srv, cli = t_pair("127.0.0.1:0", &srv);
+    char b[16];
+
+    ctx_init(&c);
+    closed_early = 0;
+    cr_assert_eq(wsx_stream_open(p, srv, &o, &close_oc_cb, &c, NULL, 0, &c.s), 0);
+    Sleep(100); /* the zero-byte read is pending */
+    cr_assert_eq(send(cli, "hello", 5, 0), 5);
+    cr_assert_eq(recv(cli, b, sizeof b, 0), 0, "our FIN");
+    Sleep(300);
+    cr_assert_eq(closed_early, 0, "the stream closed before the peer's FIN: no linger");
+    cr_assert_eq(shutdown(cli, SD_SEND), 0);
+    wait_closed(&c, 5000);
+    cr_assert_eq(c.why.wsa, 0);
+    closesocket(cli);
+    finish(p);
+}

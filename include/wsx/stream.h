@@ -46,7 +46,10 @@ typedef struct wsx_stream_callbacks {
     /* Once, when the stream is gone: socket closed and no operation pending. `why` is the first
      * failure (kind aborted-locally for wsx_stream_reset), or kind ok/eof for an orderly end. */
     void (*on_close)(wsx_stream *s, const wsx_status *why);
-    /* Optional: every completion of this stream, after classification (debugging, tracing). */
+    /* Optional: every completion of this stream, after classification (debugging, tracing,
+     * pumping). It runs once the completion has taken effect (a send's bytes have left the
+     * queue, a TransmitFile is over), before on_data of a read's bytes: what it sends goes
+     * after what completed, and a next wsx_stream_transmit_file is accepted. */
     void (*on_complete)(wsx_stream *s, wsx_op_kind kind, const wsx_status *st);
     /* Optional (socket reuse): when the connection ended in order — FIN both ways, nothing
      * queued or pending — the stream hands its socket here instead of closing it (then on_close
