@@ -63,6 +63,7 @@ typedef struct wsx__sendq {
     size_t queued;
 } wsx__sendq;
 
+/* Append b; a small b is copied into the last buffer's spare room instead (and put back). */
 void wsx__sendq_push(wsx__sendq *q, wsx_buf *b);
 /* Fill up to max WSABUFs from the front of the queue; returns how many, *total their bytes. */
 int wsx__sendq_gather(const wsx__sendq *q, WSABUF *wb, int max, DWORD *total);

@@ -141,6 +141,22 @@ static void trace_post(wsx_stream *s, const char *op, int rc, DWORD n, DWORD pos
 
 void wsx__sendq_push(wsx__sendq *q, wsx_buf *b)
 {
+    wsx_buf *t = q->tail;
+    DWORD n = b->len - b->off;
+
+    /* A small buffer's bytes go into the room left in the last one, and the buffer back to its
+     * pool: otherwise each small message queued for a slow reader (or each byte an echo reads
+     * from a client that sends them one at a time) holds a whole buffer, while max_queued counts
+     * bytes. Only up to a quarter of a buffer is copied, so every buffer but the last is at least
+     * a quarter full. Writing past a buffer's len is safe while a WSASend of it is in flight:
+     * the kernel reads only the bytes it was given. */
+    if (t && n <= t->cap / 4 && n <= t->cap - t->len) {
+        memcpy(t->data + t->len, b->data + b->off, n);
+        t->len += n;
+        q->queued += n;
+        wsx_buf_put(b);
+        return;
+    }
     b->next = NULL;
     if (q->tail)
         q->tail->next = b;
@@ -1172,12 +1188,16 @@ static int send_copy(wsx_stream *s, const LONG *want_gen, const void *data, size
         err = WSAENOBUFS;
     } else if (chunks.head) {
         wsx__sendq *q = TF_REQ(s) ? &s->tf->q_after : &s->wr->q;
-        if (q->tail)
-            q->tail->next = chunks.head;
-        else
-            q->head = chunks.head;
-        q->tail = chunks.tail;
-        q->queued += chunks.queued;
+        if (chunks.head == chunks.tail) {
+            wsx__sendq_push(q, chunks.head); /* a small message may join the last buffer */
+        } else {
+            if (q->tail)
+                q->tail->next = chunks.head;
+            else
+                q->head = chunks.head;
+            q->tail = chunks.tail;
+            q->queued += chunks.queued;
+        }
         track_peak(s);
         write_next(s);
     }

@@ -1574,3 +1574,89 @@ Test(stream, close_from_on_complete_of_a_wakeup_lingers_for_the_peer)
     closesocket(cli);
     finish(p);
 }
+
+/* Small buffers join the last one's spare room; a quarter of a buffer or more is linked as is. */
+Test(stream, send_queue_packs_small_buffers)
+{
+    wsx_buf_pool *pool;
+    wsx__sendq q;
+    wsx_buf *b[4];
+    WSABUF wb[4];
+    DWORD total;
+
+    cr_assert_eq(wsx_buf_pool_create(&pool, 64, 0), 0);
+    memset(&q, 0, sizeof q);
+    for (int i = 0; i < 4; i++) {
+        b[i] = wsx_buf_get(pool);
+        b[i]->len = i == 2 ? 17 : 10; /* 17 > 64 / 4 */
+        memset(b[i]->data, 'a' + i, b[i]->len);
+        b[i]->off = i == 1 ? 2 : 0;
+    }
+    wsx__sendq_push(&q, b[0]);
+    wsx__sendq_push(&q, b[1]);
+    cr_assert_eq(q.queued, 18);
+    cr_assert_eq(q.head, q.tail, "the second joined the first");
+    cr_assert_eq(wsx_buf_pool_outstanding(pool), 3);
+    wsx__sendq_push(&q, b[2]);
+    cr_assert_neq(q.head, q.tail, "a quarter of a buffer or more is not copied");
+    wsx__sendq_push(&q, b[3]);
+    cr_assert_eq(q.queued, 45);
+    cr_assert_eq(wsx__sendq_gather(&q, wb, 4, &total), 2);
+    cr_assert_eq(total, 45);
+    cr_assert_eq(memcmp(wb[0].buf, "aaaaaaaaaabbbbbbbb", 18), 0);
+    cr_assert_eq(memcmp(wb[1].buf, "cccccccccccccccccdddddddddd", 27), 0);
+    wsx__sendq_advance(&q, 45);
+    cr_assert_eq(wsx_buf_pool_outstanding(pool), 0);
+    cr_assert_eq(wsx_buf_pool_destroy(pool), 0);
+}
+
+/* Many small messages for a peer that does not read: the queue holds about its bytes, not a
+ * buffer per message, and they arrive in order, also those added to a buffer whose start was
+ * in flight. */
+Test(stream, small_sends_to_a_slow_reader_share_buffers)
+{
+    wsx_port *p = port_with_workers(2);
+    wsx_stream_opts o = {0, 1, 1, 0, NULL};
+    ctx c;
+    SOCKET srv, cli = t_pair("127.0.0.1:0", &srv);
+    int n;
+    size_t got = 0, bad = (size_t)-1, want = (16 << 20) + 2000 * 10;
+    char *big = malloc(16 << 20), b[8192];
+    wsx_stream_info in;
+
+    cr_assert_not_null(big);
+    ctx_init(&c);
+    c.sink = 1;
+    for (size_t i = 0; i < (16 << 20); i++)
+        big[i] = (char)pattern(i);
+    cr_assert_eq(wsx_stream_open(p, srv, &o, &echo_cb, &c, NULL, 0, &c.s), 0);
+    cr_assert_eq(wsx_stream_send(c.s, big, 16 << 20), 0); /* more than the socket's buffers */
+    for (size_t k = 0; k < 2000; k++) {
+        char m[10];
+        for (size_t i = 0; i < 10; i++)
+            m[i] = (char)pattern((16 << 20) + k * 10 + i);
+        cr_assert_eq(wsx_stream_send(c.s, m, 10), 0);
+    }
+    wsx_stream_get_info(c.s, &in);
+    cr_assert_geq(in.queued, 2000 * 10, "the small messages wait in the queue");
+    cr_assert_leq(wsx_buf_pool_outstanding(wsx_port_buffers(p)), in.queued / 65536 + 3,
+                  "%lu buffers held for %lu bytes queued",
+                  (unsigned long)wsx_buf_pool_outstanding(wsx_port_buffers(p)),
+                  (unsigned long)in.queued);
+    cr_assert_eq(wsx_stream_shutdown(c.s), 0);
+    {
+        DWORD ms = 10000;
+        setsockopt(cli, SOL_SOCKET, SO_RCVTIMEO, (char *)&ms, sizeof ms);
+    }
+    while ((n = recv(cli, b, sizeof b, 0)) > 0)
+        for (int i = 0; i < n; i++, got++)
+            if (bad == (size_t)-1 && (unsigned char)b[i] != pattern(got))
+                bad = got;
+    cr_assert_eq(n, 0, "recv: %d after %lu bytes", WSAGetLastError(), (unsigned long)got);
+    cr_assert_eq(bad, (size_t)-1, "first wrong byte at %lu", (unsigned long)bad);
+    cr_assert_eq(got, want);
+    closesocket(cli);
+    wait_closed(&c, 5000);
+    free(big);
+    finish(p);
+}

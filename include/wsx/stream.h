@@ -7,7 +7,9 @@
  *   back on zero-byte reads when a read has waited 500 ms (the port cancels it: on_complete then
  *   sees one recv aborted-locally, which is not an error and does not end the stream).
  * - Sends: queued in order; one WSASend in flight gathers up to 16 queued buffers. A completion for
- *   fewer bytes than posted re-posts the rest first (partial-send continuation).
+ *   fewer bytes than posted re-posts the rest first (partial-send continuation). Up to a quarter
+ *   of a buffer is copied into the room left in the last queued buffer (and the buffer sent goes
+ *   back to its pool), so a queue of small messages holds about its bytes, not a buffer each.
  * - Backpressure: no recv is posted while queued bytes + one buffer would exceed max_queued, so a
  *   peer that does not read cannot make the queue grow through echoing; reading resumes as the
  * queue drains.
