@@ -65,8 +65,9 @@ typedef struct wsx__sendq {
 
 /* Append b; a small b is copied into the last buffer's spare room instead (and put back). */
 void wsx__sendq_push(wsx__sendq *q, wsx_buf *b);
-/* Fill up to max WSABUFs from the front of the queue; returns how many, *total their bytes. */
-int wsx__sendq_gather(const wsx__sendq *q, WSABUF *wb, int max, DWORD *total);
+/* Fill up to max WSABUFs, max_bytes in all, from the front of the queue; returns how many,
+ * *total their bytes. */
+int wsx__sendq_gather(const wsx__sendq *q, WSABUF *wb, int max, DWORD max_bytes, DWORD *total);
 /* n bytes were sent: finished buffers go back to their pool, a partial one keeps its rest. */
 void wsx__sendq_advance(wsx__sendq *q, DWORD n);
 void wsx__sendq_clear(wsx__sendq *q);

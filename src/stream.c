@@ -5,6 +5,11 @@
 #include <string.h>
 
 #define MAX_GATHER 16
+/* Bytes one WSASend carries at most. A send completes once all its bytes are in the socket's
+ * buffer, so against a peer that reads, completions are the only sign of progress the send
+ * timeout gets (Wine has no SIO_TCP_INFO): a 40 MB send to a client reading 4 MB/s steadily
+ * looked stuck for 10 s. 1 MiB per send-timeout is the least a reading peer must take. */
+#define MAX_SEND (1u << 20)
 /* Adaptive reads (zero_byte_reads on): a stream starts cold, posting zero-byte reads that hold no
  * buffer. Two reads in a row that find data within HOT_MS of their post make it hot: it then posts
  * full reads, which save the non-blocking recv after each wakeup (three wineserver round trips per
@@ -166,16 +171,16 @@ void wsx__sendq_push(wsx__sendq *q, wsx_buf *b)
     q->queued += b->len - b->off;
 }
 
-int wsx__sendq_gather(const wsx__sendq *q, WSABUF *wb, int max, DWORD *total)
+int wsx__sendq_gather(const wsx__sendq *q, WSABUF *wb, int max, DWORD max_bytes, DWORD *total)
 {
     int n = 0;
 
     *total = 0;
-    for (wsx_buf *b = q->head; b && n < max; b = b->next) {
+    for (wsx_buf *b = q->head; b && n < max && *total < max_bytes; b = b->next) {
         if (b->len == b->off)
             continue;
         wb[n].buf = b->data + b->off;
-        wb[n].len = b->len - b->off;
+        wb[n].len = min(b->len - b->off, max_bytes - *total);
         *total += wb[n].len;
         n++;
     }
@@ -705,7 +710,7 @@ static void write_next(wsx_stream *s)
             transmit_next(s);
         return;
     }
-    count = wsx__sendq_gather(&s->wr->q, wb, MAX_GATHER, &total);
+    count = wsx__sendq_gather(&s->wr->q, wb, MAX_GATHER, MAX_SEND, &total);
     if (count == 0 || wsx_op_begin(&s->wr->op) != 0)
         return;
     s->wr->op.port = s->port;

@@ -102,18 +102,21 @@ Test(stream, send_queue_partial_continuation)
         wsx__sendq_push(&q, b[i]);
     }
     cr_assert_eq(q.queued, 30);
-    cr_assert_eq(wsx__sendq_gather(&q, wb, 4, &total), 3);
+    cr_assert_eq(wsx__sendq_gather(&q, wb, 4, MAXDWORD, &total), 3);
     cr_assert_eq(total, 30);
     wsx__sendq_advance(&q, 15); /* a completion for 15 of the 30 posted */
     cr_assert_eq(q.queued, 15);
     cr_assert_eq(wsx_buf_pool_outstanding(pool), 2, "the finished buffer went back");
-    cr_assert_eq(wsx__sendq_gather(&q, wb, 4, &total), 2);
+    cr_assert_eq(wsx__sendq_gather(&q, wb, 4, MAXDWORD, &total), 2);
     cr_assert_eq(total, 15);
     cr_assert_eq(wb[0].len, 5);
     cr_assert_eq(wb[0].buf[0], 'b', "the rest starts where the kernel stopped");
     cr_assert_eq(wb[0].buf, b[1]->data + 5);
     cr_assert_eq(wb[1].buf[0], 'c');
-    cr_assert_eq(wsx__sendq_gather(&q, wb, 1, &total), 1, "gather respects its bound");
+    cr_assert_eq(wsx__sendq_gather(&q, wb, 1, MAXDWORD, &total), 1, "gather respects its bound");
+    cr_assert_eq(wsx__sendq_gather(&q, wb, 4, 7, &total), 2, "and its bound in bytes");
+    cr_assert_eq(total, 7);
+    cr_assert_eq(wb[1].len, 2);
     wsx__sendq_advance(&q, 15);
     cr_assert_eq(q.queued, 0);
     cr_assert_null(q.head);
@@ -213,6 +216,48 @@ Test(stream, send_timeout_resets_a_peer_that_stopped_reading)
     wait_closed(&slow, 5000);
     cr_assert_eq(slow.why.wsa, 0);
     closesocket(cs);
+    closesocket(cl);
+    free(data);
+    free(got);
+    finish(p);
+}
+
+/* With big buffers, a queue of many MiB is not one send: a peer reading steadily, if more
+ * slowly than the queue would go in one send timeout, sees progress in every send and is not
+ * reset (one 32 MiB send took 3 s and was reset after 1). */
+Test(stream, send_timeout_spares_a_peer_that_reads_steadily_behind_big_buffers)
+{
+    enum { TOTAL = 32 << 20 };
+    wsx_port_opts po;
+    wsx_port *p = NULL;
+    ctx c;
+    SOCKET cl;
+    char *data = malloc(TOTAL), *got = malloc(128 << 10);
+    size_t seen = 0;
+    int n;
+
+    memset(&po, 0, sizeof po);
+    po.buffer_size = 16 << 20;
+    po.send_timeout_ms = 1000;
+    cr_assert_eq(wsx_port_create(&p, &po), 0);
+    cr_assert_eq(wsx_port_start(p, 1), 0);
+    ctx_init(&c);
+    c.sink = 1;
+    cl = open_pair(p, &c, NULL);
+    for (size_t i = 0; i < TOTAL; i++)
+        data[i] = (char)pattern(i);
+    cr_assert_eq(wsx_stream_send(c.s, data, TOTAL), 0);
+    cr_assert_eq(wsx_stream_shutdown(c.s), 0);
+    while ((n = recv(cl, got, 128 << 10, 0)) > 0) { /* at most about 8 MiB/s */
+        cr_assert_eq(memcmp(got, data + seen, (size_t)n), 0);
+        seen += (size_t)n;
+        Sleep(15);
+    }
+    cr_assert_eq(n, 0, "reset after %lu of %lu bytes", (unsigned long)seen, (unsigned long)TOTAL);
+    cr_assert_eq(seen, TOTAL);
+    cr_assert_eq(shutdown(cl, SD_SEND), 0);
+    wait_closed(&c, 10000);
+    cr_assert_eq(c.why.wsa, 0);
     closesocket(cl);
     free(data);
     free(got);
@@ -1601,7 +1646,7 @@ Test(stream, send_queue_packs_small_buffers)
     cr_assert_neq(q.head, q.tail, "a quarter of a buffer or more is not copied");
     wsx__sendq_push(&q, b[3]);
     cr_assert_eq(q.queued, 45);
-    cr_assert_eq(wsx__sendq_gather(&q, wb, 4, &total), 2);
+    cr_assert_eq(wsx__sendq_gather(&q, wb, 4, MAXDWORD, &total), 2);
     cr_assert_eq(total, 45);
     cr_assert_eq(memcmp(wb[0].buf, "aaaaaaaaaabbbbbbbb", 18), 0);
     cr_assert_eq(memcmp(wb[1].buf, "cccccccccccccccccdddddddddd", 27), 0);

@@ -37,7 +37,10 @@ typedef struct wsx_port_opts {
     unsigned batch;
     /* A send or TransmitFile still in flight after this long resets its connection (on_close's
      * why: WSAETIMEDOUT), checked every 250 ms: a peer that stops reading must not hold a
-     * connection and its queued buffers for ever, closing or not. 0 = 60000; INFINITE = none. */
+     * connection and its queued buffers for ever, closing or not. A WSASend carries at most
+     * 1 MiB, so a peer that takes 1 MiB per timeout keeps its connection however much is
+     * queued; a TransmitFile is one operation, so the timeout must cover the whole file at the
+     * slowest rate you accept. 0 = 60000; INFINITE = none. */
     DWORD send_timeout_ms;
     /* A wsx_connect not done after this long is cancelled: its callback gets WSAETIMEDOUT.
      * Checked every 250 ms. 0 or INFINITE = none: the system gives up by itself (after its SYN
