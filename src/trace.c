@@ -143,22 +143,31 @@ static void close_out(HANDLE h)
         CloseHandle(h);
 }
 
+static HANDLE open_file(const char *path)
+{
+    return CreateFileA(path, GENERIC_WRITE, FILE_SHARE_READ, NULL, CREATE_ALWAYS,
+                       FILE_ATTRIBUTE_NORMAL, NULL);
+}
+
 int wsx_trace_open(const char *path)
 {
     HANDLE h;
-    int err;
+    int err, owned;
 
     if (path == NULL)
         return WSAEINVAL;
-    wsx_trace_close();
-    out_owned = strcmp(path, "-") != 0;
-    if (!out_owned)
-        h = GetStdHandle(STD_OUTPUT_HANDLE);
-    else
-        h = CreateFileA(path, GENERIC_WRITE, FILE_SHARE_READ, NULL, CREATE_ALWAYS,
-                        FILE_ATTRIBUTE_NORMAL, NULL);
+    /* The new file first: a trace that cannot be opened leaves the open one running. */
+    owned = strcmp(path, "-") != 0;
+    h = owned ? open_file(path) : GetStdHandle(STD_OUTPUT_HANDLE);
+    if (owned && h == INVALID_HANDLE_VALUE && GetLastError() == ERROR_SHARING_VIOLATION &&
+        wsx_trace_enabled()) {
+        wsx_trace_close(); /* the open trace's own file, most likely */
+        h = open_file(path);
+    }
     if (h == INVALID_HANDLE_VALUE || h == NULL)
         return wsx_error_from_win32(GetLastError());
+    wsx_trace_close();
+    out_owned = owned;
     AcquireSRWLockExclusive(&lock);
     if (ring == NULL)
         ring = malloc(RING);

@@ -409,6 +409,17 @@ Test(port, trace_writes_closes_and_opens_again)
     }
     cr_assert_neq(wsx_trace_open("Z:\\no\\such\\directory\\trace.jsonl"), 0);
     cr_assert_eq(wsx_trace_enabled(), 0);
+    /* A trace that cannot be opened leaves the open one running; the same path reopens. */
+    cr_assert_eq(wsx_trace_open(path[0]), 0);
+    cr_assert_eq(wsx_trace_open(path[0]), 0);
+    wsx__trace_event(1, 1, "recv", "done", 5, &st, NULL, 0, NULL);
+    cr_assert_neq(wsx_trace_open("Z:\\no\\such\\directory\\trace.jsonl"), 0);
+    cr_assert_eq(wsx_trace_enabled(), 1, "the open trace goes on");
+    wsx__trace_event(2, 1, "recv", "done", 5, &st, NULL, 0, NULL);
+    wsx_trace_close();
+    cr_assert_eq(trace_lines(path[0], first, sizeof first, last), 3);
+    cr_assert_not_null(strstr(last, "\"phase\":\"end\""), "%s", last);
+    cr_assert(DeleteFileA(path[0]));
 }
 
 typedef struct pipe_sink {

@@ -26,7 +26,7 @@ extern "C" {
 
 /* Start tracing to `path` ("-" = stdout); replaces an open trace. Returns 0 or the error of
  * opening the file: its WSA code where there is one (WSAEACCES...), else the Win32 code as it is
- * (ERROR_PATH_NOT_FOUND...). */
+ * (ERROR_PATH_NOT_FOUND...); a trace that was open then goes on. */
 WSX_API int wsx_trace_open(const char *path);
 
 /* Write what is queued and the end line, and stop. Call it before exit (or the end of the
