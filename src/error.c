@@ -35,6 +35,7 @@
     X(0xC00000BBL, "STATUS_NOT_SUPPORTED", ERROR_NOT_SUPPORTED, WSAEOPNOTSUPP)                     \
     X(0xC00000BFL, "STATUS_NETWORK_BUSY", ERROR_NETWORK_BUSY, WSAENETDOWN)                         \
     X(0xC00000D8L, "STATUS_CANT_WAIT", ERROR_CANT_WAIT, WSAEWOULDBLOCK)                            \
+    X(0xC000011FL, "STATUS_TOO_MANY_OPENED_FILES", ERROR_TOO_MANY_OPEN_FILES, WSAEMFILE)           \
     X(0xC0000120L, "STATUS_CANCELLED", ERROR_OPERATION_ABORTED, WSA_OPERATION_ABORTED)             \
     X(0xC000013BL, "STATUS_LOCAL_DISCONNECT", ERROR_NETNAME_DELETED, WSAECONNABORTED)              \
     X(0xC000013CL, "STATUS_REMOTE_DISCONNECT", ERROR_NETNAME_DELETED, WSAECONNRESET)               \
@@ -61,6 +62,7 @@
     X(ERROR_FILE_NOT_FOUND, ERROR_FILE_NOT_FOUND) /* no WSA meaning (wsx_trace_open) */            \
     X(ERROR_PATH_NOT_FOUND, ERROR_PATH_NOT_FOUND)                                                  \
     X(ERROR_INVALID_HANDLE, WSAENOTSOCK)                                                           \
+    X(ERROR_TOO_MANY_OPEN_FILES, WSAEMFILE)                                                        \
     X(ERROR_NOT_ENOUGH_MEMORY, WSAENOBUFS)                                                         \
     X(ERROR_OUTOFMEMORY, WSAENOBUFS)                                                               \
     X(ERROR_NO_SYSTEM_RESOURCES, WSAENOBUFS)                                                       \
@@ -215,12 +217,21 @@ int wsx_error_from_win32(DWORD win32)
     return (int)win32;
 }
 
+/* A failure the tables do not know is WSAEINVAL, as Winsock reports it (Wine's
+ * NtStatusToWSAError): its own Win32 code stays in wsx_status.win32. */
 int wsx_error_from_ntstatus(LONG ntstatus)
 {
     const nt_row *r = nt_find(ntstatus);
+    const win32_row *w;
+    DWORD win32;
+
     if (r)
         return r->wsa;
-    return wsx_error_from_win32(RtlNtStatusToDosError(ntstatus));
+    win32 = RtlNtStatusToDosError(ntstatus);
+    if (win32 >= WSABASEERR && win32 < WSABASEERR + 1200)
+        return (int)win32;
+    w = win32_find(win32);
+    return w ? w->wsa : WSAEINVAL;
 }
 
 wsx_kind wsx_error_kind(int wsa)

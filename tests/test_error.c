@@ -102,6 +102,18 @@ Test(error, mappings_round_trip)
         cr_assert_eq(st.bytes, 7);
         cr_assert_eq(wsx_error_from_ntstatus(rows[i].status), rows[i].wsa);
     }
+    /* A failure status wsx does not know is WSAEINVAL, as in Winsock; its Win32 code stays. */
+    {
+        OVERLAPPED ov;
+        wsx_status st;
+        memset(&ov, 0, sizeof ov);
+        ov.Internal = (ULONG_PTR)(ULONG)0xC0000001L; /* STATUS_UNSUCCESSFUL */
+        st = wsx_status_from_overlapped(&ov, 0, 0);
+        cr_assert_eq(st.wsa, WSAEINVAL);
+        cr_assert_eq(st.win32, ERROR_GEN_FAILURE);
+        cr_assert_eq(wsx_error_from_ntstatus((LONG)0xC000012FL), WSAEINVAL);
+        cr_assert_eq(wsx_error_from_ntstatus((LONG)0xC000011FL), WSAEMFILE, "too many files");
+    }
     /* Win32 -> WSA where the Win32 code is all a caller has (GetLastError of GQCS). */
     cr_assert_eq(wsx_error_from_win32(ERROR_NETNAME_DELETED), WSAECONNRESET);
     cr_assert_eq(wsx_error_from_win32(ERROR_OPERATION_ABORTED), WSA_OPERATION_ABORTED);

@@ -27,11 +27,15 @@ typedef struct wsx_status {
     DWORD bytes;
     LONG ntstatus; /* raw NTSTATUS; 0 when the error came from a synchronous call */
     DWORD win32;   /* the code GetQueuedCompletionStatus would leave in GetLastError() */
-    int wsa;       /* the code WSAGetOverlappedResult would give; what wsx functions return */
+    /* The code WSAGetOverlappedResult would give; what wsx functions return. A failure status
+     * wsx does not know is WSAEINVAL, as in Winsock. Where Wine's Winsock loses the meaning,
+     * wsx keeps it: STATUS_HANDLES_CLOSED is WSA_OPERATION_ABORTED, STATUS_TOO_MANY_OPENED_FILES
+     * WSAEMFILE (Wine: WSAEINVAL for both). */
+    int wsa;
     wsx_kind kind;
 } wsx_status;
 
-/* The WSA code for an NTSTATUS, the way the Winsock provider maps it. */
+/* The WSA code for an NTSTATUS, the way the Winsock provider maps it (see wsx_status.wsa). */
 WSX_API int wsx_error_from_ntstatus(LONG ntstatus);
 
 /* The WSA code for a Win32 code (GetLastError()). WSA codes map to themselves; a code with no
