@@ -119,6 +119,11 @@ static void close_unserved(SOCKET s)
     closesocket(s);
 }
 
+static int out_of_resources(int wsa)
+{
+    return wsa == WSAEMFILE || wsa == WSAENOBUFS;
+}
+
 /* Under the lock. A slot that cannot be posted stays idle; the timer retries it. */
 static void post_slot(wsx_listener *l, slot *sl)
 {
@@ -208,7 +213,10 @@ static void on_accept(wsx_op *op, const wsx_status *st)
             close_unserved(s);
         else if (s != INVALID_SOCKET)
             closesocket(s);
-        if (sl - l->slots < l->o.accepts)
+        /* Out of sockets or memory (the process's or the system's: EMFILE under Wine): the
+         * next accept would fail at once for the same client, over and over. The slot waits
+         * for the timer (1 s), as an accept loop pauses on EMFILE. */
+        if (sl - l->slots < l->o.accepts && !out_of_resources(st->wsa))
             post_slot(l, sl);
         done = finished(l);
         LeaveCriticalSection(&l->lock);
@@ -481,6 +489,7 @@ int wsx_listener_recycle(wsx_listener *l, SOCKET s)
          * pending, but queues no completion, and the socket cannot be reused: end it now as
          * unsupported, or it would hold the listener (and wsx_port_destroy) for ever. */
         err = WSAEOPNOTSUPP;
+        InterlockedIncrement64(&l->reuse_failed);
         wsx__port_complete(&r->op, 0, 0, err);
     }
     if (WSX_TRACING()) {

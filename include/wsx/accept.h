@@ -57,8 +57,9 @@ typedef struct wsx_listener_stats {
     LONG64 reaped;   /* connect-no-send clients closed by the reaper */
     LONG64 recycled; /* sockets made reusable by DisconnectEx(TF_REUSE_SOCKET) */
     LONG64 reused;   /* accepts completed on a recycled socket */
-    LONG64
-    reuse_failed; /* recycled sockets that AcceptEx refused (Wine 8.0: docs/semantics.md R1) */
+    /* Sockets given back for reuse that could not serve again: DisconnectEx or AcceptEx
+     * refused them (Wine 8.0, every one: docs/semantics.md R1). */
+    LONG64 reuse_failed;
 } wsx_listener_stats;
 
 /* Bind, listen and post the accept pool on `port`. `addr` "[::]:p" listens dual-stack
