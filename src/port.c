@@ -24,6 +24,11 @@ static WSX_TLS int delivering;
  * wait for its next round, behind what the port holds then, without a round trip through the port
  * (two wineserver calls under Wine, a system call on Windows). */
 static WSX_TLS wsx_port *serving;
+/* The ports whose callbacks are running on this thread, outermost first: a callback may poll
+ * another port, never one of these (it could deliver the calling stream's own completions inside
+ * its callback). Deeper nesting than the array is counted, not recorded. */
+static WSX_TLS wsx_port *running[8];
+static WSX_TLS int nrunning;
 /* The port whose worker this thread is: only a worker's own round keeps a stop sentinel. */
 static WSX_TLS wsx_port *worker_of;
 static WSX_TLS wsx_op *turn_head;
@@ -124,7 +129,11 @@ static void deliver(wsx_port *p, wsx_op *op, DWORD bytes)
     else
         st = wsx_status_from_overlapped(&op->ov, bytes, op->is_read);
     pins = wsx__stream_pins();
+    if (nrunning < (int)(sizeof running / sizeof running[0]))
+        running[nrunning] = p;
+    nrunning++;
     op->fn(op, &st);
+    nrunning--;
     if (wsx__stream_pins() > pins)
         wsx__stream_unpin_to(pins); /* streams the callback opened: their pointers were its own */
 }
@@ -324,6 +333,9 @@ int wsx_port_poll(wsx_port *p, DWORD timeout_ms)
 
     if (p == NULL)
         return WSAEINVAL;
+    for (int i = 0; i < nrunning && i < (int)(sizeof running / sizeof running[0]); i++)
+        if (running[i] == p)
+            return WSAEINVAL; /* from one of its own callbacks */
     wsx__port_flush();
     rc = port_batch(p, timeout_ms);
     if (!delivering) {

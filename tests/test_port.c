@@ -590,3 +590,32 @@ Test(port, stop_sentinels_reach_the_workers)
     cr_assert_eq(h.count, 1);
     cr_assert_eq(wsx_port_destroy(p), 0);
 }
+
+/* A callback may poll another port, not its own: what that poll took could be the calling
+ * stream's own completions, delivered inside its callback. */
+static wsx_port *own_port, *other_port;
+static volatile LONG own_rc = -1, other_rc = -1;
+
+static void poll_from_callback(wsx_op *op, const wsx_status *st)
+{
+    (void)op;
+    (void)st;
+    own_rc = wsx_port_poll(own_port, 0);
+    other_rc = wsx_port_poll(other_port, 0);
+}
+
+Test(port, a_callback_may_not_poll_its_own_port)
+{
+    wsx_op op;
+
+    cr_assert_eq(wsx_port_create(&own_port, NULL), 0);
+    cr_assert_eq(wsx_port_create(&other_port, NULL), 0);
+    wsx_op_init(&op, WSX_OP_USER, poll_from_callback, NULL, NULL);
+    cr_assert_eq(wsx_port_post(own_port, &op, 0, 0), 0);
+    cr_assert_eq(wsx_port_poll(own_port, 1000), 0);
+    cr_assert_eq(own_rc, WSAEINVAL);
+    cr_assert_eq(other_rc, WSAETIMEDOUT, "another port can be polled");
+    cr_assert_eq(wsx_port_poll(own_port, 0), WSAETIMEDOUT, "outside callbacks it can");
+    cr_assert_eq(wsx_port_destroy(own_port), 0);
+    cr_assert_eq(wsx_port_destroy(other_port), 0);
+}

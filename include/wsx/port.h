@@ -81,9 +81,10 @@ WSX_API int wsx_port_stop(wsx_port *port);
 /* Run one batch on the calling thread (for single-threaded use and tests): waits up to timeout_ms
  * for completions and handles them. Returns 0, WSAETIMEDOUT, or WSAESHUTDOWN if it took a stop
  * sentinel (wsx_port_stop's, for a worker: the poll puts it back for one). A callback may poll
- * (another port, say): that poll delivers only what it takes from its own port; what the calling
- * round completed inline or requeued waits for that round, so a stream's callbacks never run inside
- * its own. */
+ * another port: that poll delivers only what it takes from that port; what the calling round
+ * completed inline or requeued waits for that round, so a stream's callbacks never run inside
+ * its own. A callback of this port (on this thread) may not poll it: WSAEINVAL, nothing taken
+ * (what it took could be the calling stream's own completions). */
 WSX_API int wsx_port_poll(wsx_port *port, DWORD timeout_ms);
 
 /* Complete `op` through the port with `bytes` and NTSTATUS `status` (user events, tests).
