@@ -444,7 +444,8 @@ int wsx_port_destroy(wsx_port *p)
 
     if (p == NULL)
         return 0;
-    if (p->live_streams != 0 || p->live_others != 0)
+    /* Buffers of its pool still out (an on_data's, held by the user) would outlive the pool. */
+    if (p->live_streams != 0 || p->live_others != 0 || wsx_buf_pool_outstanding(p->bufs) != 0)
         return WSAEINPROGRESS;
     err = wsx_port_stop(p); /* WSAEINVAL from one of its workers: it would free what runs it */
     if (err)

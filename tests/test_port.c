@@ -619,3 +619,17 @@ Test(port, a_callback_may_not_poll_its_own_port)
     cr_assert_eq(wsx_port_destroy(own_port), 0);
     cr_assert_eq(wsx_port_destroy(other_port), 0);
 }
+
+/* A buffer of the port's pool still held (an on_data's, kept) would outlive the pool. */
+Test(port, destroy_waits_for_the_buffers_the_program_holds)
+{
+    wsx_port *p = NULL;
+    wsx_buf *b;
+
+    cr_assert_eq(wsx_port_create(&p, NULL), 0);
+    b = wsx_buf_get(wsx_port_buffers(p));
+    cr_assert_not_null(b);
+    cr_assert_eq(wsx_port_destroy(p), WSAEINPROGRESS);
+    wsx_buf_put(b);
+    cr_assert_eq(wsx_port_destroy(p), 0);
+}

@@ -61,9 +61,10 @@ WSX_API int wsx_port_create(wsx_port **out, const wsx_port_opts *opts);
 
 /* Stops the workers if running, then frees the port. Streams must be closed first (their
  * on_close has run), listeners closed and their last completions dequeued, connects completed
- * (their callback has run); returns WSAEINPROGRESS, freeing nothing, while any is left (poll or
- * let the workers run, and retry), and WSAEINVAL, freeing nothing, when called from one of the
- * port's workers. */
+ * (their callback has run), and the buffers of its pool the program holds given back
+ * (wsx_buf_put); returns WSAEINPROGRESS, freeing nothing, while any is left (poll or let the
+ * workers run, and retry), and WSAEINVAL, freeing nothing, when called from one of the port's
+ * workers. */
 WSX_API int wsx_port_destroy(wsx_port *port);
 
 /* Associate a socket. skip_on_success: also set FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
