@@ -260,10 +260,19 @@ static void on_accept(wsx_op *op, const wsx_status *st)
             wsx__trace_event(id, 0, "accept", "complete", st->bytes, st,
                              (const struct sockaddr *)&a.remote.ss, a.remote.len, extra);
         }
-        InterlockedIncrement64(&l->accepted);
-        wsx__conn_handover(s, id);
-        l->fn(l, &a, l->user);
-        wsx__conn_handover(INVALID_SOCKET, 0);
+        /* The two calls above gave wsx_listener_close time to return: after it, no callback
+         * starts (one already running finishes). */
+        EnterCriticalSection(&l->lock);
+        gone = l->closing;
+        LeaveCriticalSection(&l->lock);
+        if (gone) {
+            close_unserved(s);
+        } else {
+            InterlockedIncrement64(&l->accepted);
+            wsx__conn_handover(s, id);
+            l->fn(l, &a, l->user);
+            wsx__conn_handover(INVALID_SOCKET, 0);
+        }
     }
 
     EnterCriticalSection(&l->lock);
