@@ -44,7 +44,8 @@ struct wsx_port {
     /* Listeners open or not yet freed, and connects in flight: their completions and timers use
      * the port, so wsx_port_destroy waits for them as for streams. */
     volatile LONG live_others;
-    SLIST_HEADER free_wr; /* send states of streams that have nothing to send (stream.c) */
+    volatile LONG polling; /* threads in wsx_port_poll on it */
+    SLIST_HEADER free_wr;  /* send states of streams that have nothing to send (stream.c) */
     SRWLOCK cbs_lock;
     struct wsx__cbs *cbs; /* one copy of each distinct callbacks struct its streams use */
     SRWLOCK sweep_lock;
@@ -85,6 +86,14 @@ void wsx__connect_sweep(struct wsx_port *p);
  * its callback made when it returns. */
 int wsx__stream_pins(void);
 void wsx__stream_unpin_to(int mark);
+/* A user callback of port p runs on this thread: begin before it, end (with what begin returned)
+ * after it. Every callback runs inside such a frame, delivered or not (on_close from a call made
+ * outside callbacks, on_data for an open's initial bytes, on_release): the port may not be polled
+ * or destroyed from it, and the streams it opens stay pinned until it returns. */
+int wsx__callback_begin(struct wsx_port *p);
+void wsx__callback_end(int pins);
+/* Whether a callback frame is open on this thread. */
+int wsx__in_callback(void);
 /* A scope in which callbacks run as in a delivery: what completes inline waits for its end
  * (wsx_stream_open outside callbacks: its on_data must not see completions nested in it).
  * begin returns whether this call opened the scope; end closes it (if so) and delivers. */

@@ -26,8 +26,9 @@ static WSX_TLS int delivering;
 static WSX_TLS wsx_port *serving;
 /* The ports whose callbacks are running on this thread, outermost first: a callback may poll
  * another port, never one of these (it could deliver the calling stream's own completions inside
- * its callback). Deeper nesting than the array is counted, not recorded. */
-static WSX_TLS wsx_port *running[8];
+ * its callback), nor destroy one. Deeper nesting than the array is counted, not recorded, and
+ * refuses both for every port. */
+static WSX_TLS wsx_port *running[16];
 static WSX_TLS int nrunning;
 /* The port whose worker this thread is: only a worker's own round keeps a stop sentinel. */
 static WSX_TLS wsx_port *worker_of;
@@ -128,14 +129,40 @@ static void deliver(wsx_port *p, wsx_op *op, DWORD bytes)
         st = wsx_status_from_wsa(op->sync_wsa);
     else
         st = wsx_status_from_overlapped(&op->ov, bytes, op->is_read);
-    pins = wsx__stream_pins();
+    pins = wsx__callback_begin(p);
+    op->fn(op, &st);
+    wsx__callback_end(pins);
+}
+
+int wsx__callback_begin(wsx_port *p)
+{
     if (nrunning < (int)(sizeof running / sizeof running[0]))
         running[nrunning] = p;
     nrunning++;
-    op->fn(op, &st);
+    return wsx__stream_pins();
+}
+
+void wsx__callback_end(int pins)
+{
     nrunning--;
     if (wsx__stream_pins() > pins)
         wsx__stream_unpin_to(pins); /* streams the callback opened: their pointers were its own */
+}
+
+int wsx__in_callback(void)
+{
+    return nrunning > 0;
+}
+
+/* One of p's callbacks runs on this thread (recorded, or beyond the record's depth). */
+static int running_here(const wsx_port *p)
+{
+    if (nrunning > (int)(sizeof running / sizeof running[0]))
+        return 1;
+    for (int i = 0; i < nrunning; i++)
+        if (running[i] == p)
+            return 1;
+    return 0;
 }
 
 static void drain_inline(void)
@@ -333,11 +360,12 @@ int wsx_port_poll(wsx_port *p, DWORD timeout_ms)
 
     if (p == NULL)
         return WSAEINVAL;
-    for (int i = 0; i < nrunning && i < (int)(sizeof running / sizeof running[0]); i++)
-        if (running[i] == p)
-            return WSAEINVAL; /* from one of its own callbacks */
+    if (running_here(p))
+        return WSAEINVAL; /* from one of its own callbacks */
     wsx__port_flush();
+    InterlockedIncrement(&p->polling);
     rc = port_batch(p, timeout_ms);
+    InterlockedDecrement(&p->polling);
     if (!delivering) {
         turn_to_port(); /* the caller may not poll again soon */
         wsx__port_flush();
@@ -444,8 +472,13 @@ int wsx_port_destroy(wsx_port *p)
 
     if (p == NULL)
         return 0;
-    /* Buffers of its pool still out (an on_data's, held by the user) would outlive the pool. */
-    if (p->live_streams != 0 || p->live_others != 0 || wsx_buf_pool_outstanding(p->bufs) != 0)
+    /* From one of its callbacks, the round that runs it would go on with a freed port. */
+    if (running_here(p))
+        return WSAEINVAL;
+    /* Buffers of its pool still out (an on_data's, held by the user) would outlive the pool; a
+     * poll on another thread is still in it. */
+    if (p->live_streams != 0 || p->live_others != 0 || wsx_buf_pool_outstanding(p->bufs) != 0 ||
+        p->polling != 0)
         return WSAEINPROGRESS;
     err = wsx_port_stop(p); /* WSAEINVAL from one of its workers: it would free what runs it */
     if (err)

@@ -483,11 +483,10 @@ static void s_leave(wsx_stream *s)
         }
         if (s->cb->on_close) {
             /* on_close may run outside any delivery (a wsx_stream_* call from another thread):
-             * what it opens is pinned until it returns, as in any callback. */
-            int mark = npins;
+             * a callback all the same (what it opens is pinned until it returns). */
+            int mark = wsx__callback_begin(s->port);
             s->cb->on_close(s, &s->why);
-            if (npins > mark)
-                wsx__stream_unpin_to(mark);
+            wsx__callback_end(mark);
         }
         release = 1; /* or, pinned, when the pin goes (stream_release) */
     }
@@ -745,15 +744,18 @@ static void check_done(wsx_stream *s)
     }
     if (s->eof && s->shut_done && !s->why_set && s->pending == 0 && s->cb->on_release) {
         SOCKET sock = s->sock;
+        int mark;
         /* An orderly end with nothing in flight: the socket can serve again. */
         if (WSX_TRACING())
             wsx__trace_event(s->id, s->gen, "close", "sync-ok", 0, NULL, NULL, 0,
                              "\"how\":\"release\",\"pending\":0,\"why\":\"eof\"");
         s->closed = 1;
         s->sock = INVALID_SOCKET;
+        mark = wsx__callback_begin(s->port);
         wsx__conn_handover(sock, s->id);
         s->cb->on_release(s, sock);
         wsx__conn_handover(INVALID_SOCKET, 0);
+        wsx__callback_end(mark);
         return;
     }
     if (s->eof && s->shut_done) {
@@ -1107,17 +1109,20 @@ int wsx_stream_open(wsx_port *port, SOCKET sock, const wsx_stream_opts *opts,
         if (b == NULL) {
             fail_wsa(s, WSAENOBUFS);
         } else {
+            int frame = wsx__callback_begin(port);
             memcpy(b->data, initial, len);
             b->len = len;
             got_data(s, b);
+            wsx__callback_end(frame);
         }
     }
     read_next(s);
     s_leave(s);
     /* Outside callbacks: what completed at once is delivered now (it may end the stream: a FIN
-     * or RST found at once), and the pins of this call go. */
+     * or RST found at once), and the pins of this call go. In a callback, delivered or not
+     * (on_close from a call outside callbacks is one), they go when it returns. */
     wsx__port_scope_end(scope);
-    if (scope)
+    if (!wsx__in_callback())
         wsx__stream_unpin_to(mark);
     opening = outer;
     return 0;

@@ -633,3 +633,45 @@ Test(port, destroy_waits_for_the_buffers_the_program_holds)
     wsx_buf_put(b);
     cr_assert_eq(wsx_port_destroy(p), 0);
 }
+
+/* A callback of the port destroying it: the round that runs the callback would go on with a freed
+ * port (it did: destroy returned 0 and the poll crashed or hung). And a poll on another thread is
+ * still in the port. */
+static wsx_port *doomed;
+static int destroy_rc = -1;
+
+static void destroy_from_callback(wsx_op *op, const wsx_status *st)
+{
+    (void)op;
+    (void)st;
+    destroy_rc = wsx_port_destroy(doomed);
+}
+
+static DWORD WINAPI poll_for_a_while(void *arg)
+{
+    (void)arg;
+    return (DWORD)wsx_port_poll(doomed, 1500);
+}
+
+Test(port, destroy_from_a_callback_or_during_a_poll_is_refused)
+{
+    wsx_op op;
+    HANDLE t;
+    DWORD rc;
+
+    cr_assert_eq(wsx_port_create(&doomed, NULL), 0);
+    wsx_op_init(&op, WSX_OP_USER, destroy_from_callback, NULL, NULL);
+    cr_assert_eq(wsx_port_post(doomed, &op, 0, 0), 0);
+    cr_assert_eq(wsx_port_poll(doomed, 1000), 0);
+    cr_assert_eq(destroy_rc, WSAEINVAL, "destroy from the port's own callback gave %d", destroy_rc);
+
+    t = CreateThread(NULL, 0, poll_for_a_while, NULL, 0, NULL);
+    cr_assert_not_null(t);
+    Sleep(300);
+    cr_assert_eq(wsx_port_destroy(doomed), WSAEINPROGRESS, "destroyed under another's poll");
+    cr_assert_eq(WaitForSingleObject(t, 5000), WAIT_OBJECT_0);
+    GetExitCodeThread(t, &rc);
+    CloseHandle(t);
+    cr_assert_eq(rc, WSAETIMEDOUT);
+    cr_assert_eq(wsx_port_destroy(doomed), 0);
+}

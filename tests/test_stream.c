@@ -1705,3 +1705,131 @@ Test(stream, small_sends_to_a_slow_reader_share_buffers)
     free(big);
     finish(p);
 }
+
+/* on_data for the bytes an open outside callbacks brings is a callback of the port like any
+ * other: polling its own port from it is refused. It was not, and the stream's own send
+ * completion and on_complete ran inside its on_data. */
+static wsx_port *initial_port;
+static volatile LONG initial_inside, initial_nested;
+static int initial_poll_rc = -1, initial_destroy_rc = -1;
+
+static void on_data_polls_own_port(wsx_stream *s, wsx_buf *b)
+{
+    initial_inside = 1;
+    wsx_stream_send(s, "x", 1);
+    initial_poll_rc = wsx_port_poll(initial_port, 500);
+    initial_destroy_rc = wsx_port_destroy(initial_port);
+    initial_inside = 0;
+    wsx_buf_put(b);
+}
+
+static void on_complete_notes_nesting(wsx_stream *s, wsx_op_kind kind, const wsx_status *st)
+{
+    (void)s;
+    (void)kind;
+    (void)st;
+    if (initial_inside)
+        initial_nested = 1;
+}
+
+Test(stream, on_data_for_initial_bytes_may_not_poll_or_destroy_its_port)
+{
+    wsx_stream_callbacks cb = {on_data_polls_own_port, NULL, on_close, on_complete_notes_nesting,
+                               NULL};
+    wsx_stream_opts so = {.skip_on_success = 1};
+    SOCKET srv, cli;
+    wsx_stream *s;
+    char got[5];
+    ctx c;
+
+    cr_assert_eq(wsx_port_create(&initial_port, NULL), 0); /* no workers: this thread polls */
+    ctx_init(&c);
+    cli = t_pair("127.0.0.1:0", &srv);
+    cr_assert_eq(wsx_stream_open(initial_port, srv, &so, &cb, &c, "init", 4, &s), 0);
+    cr_assert_eq(initial_poll_rc, WSAEINVAL, "the poll from on_data gave %d", initial_poll_rc);
+    cr_assert_eq(initial_destroy_rc, WSAEINVAL, "the destroy from on_data gave %d",
+                 initial_destroy_rc);
+    cr_assert_eq(initial_nested, 0, "a completion of the stream ran inside its on_data");
+    t_recv_all(cli, got, 1);
+    cr_assert_eq(got[0], 'x');
+    closesocket(cli);
+    for (int i = 0; i < 100 && WaitForSingleObject(c.closed, 0) != WAIT_OBJECT_0; i++)
+        wsx_port_poll(initial_port, 50);
+    wait_closed(&c, 0);
+    finish(initial_port);
+}
+
+/* on_close runs outside any delivery when a call from outside callbacks ends the stream (here
+ * wsx_stream_close on the main thread). A stream it opens stays pinned until it returns, as in
+ * any callback: the open let go of its pin when it returned, so a reset ending the new stream on
+ * a worker freed its object, the next open took it, and a send through the first pointer
+ * reached the second connection. */
+typedef struct closer {
+    wsx_port *p;
+    SOCKET srv_x, cli_x, srv_y, cli_y;
+    wsx_stream *x, *y;
+    ctx cx, cy;
+    LONG gen_before, gen_after;
+    int send_rc;
+    DWORD thread;
+} closer;
+
+static void on_close_opens(wsx_stream *s, const wsx_status *why)
+{
+    closer *k = wsx_stream_user(s);
+    (void)why;
+    k->thread = GetCurrentThreadId();
+    cr_assert_eq(wsx_stream_open(k->p, k->srv_x, NULL, &echo_cb, &k->cx, NULL, 0, &k->x), 0);
+    k->gen_before = wsx_stream_get_ref(k->x).gen;
+    abortive_close(k->cli_x); /* a worker ends X meanwhile */
+    WaitForSingleObject(k->cx.closed, 5000);
+    Sleep(50); /* on_close of X has returned on the worker */
+    k->gen_after = wsx_stream_get_ref(k->x).gen;
+    cr_assert_eq(wsx_stream_open(k->p, k->srv_y, NULL, &echo_cb, &k->cy, NULL, 0, &k->y), 0);
+    k->send_rc = wsx_stream_send(k->x, "to X", 4);
+}
+
+static HANDLE eof_seen;
+
+static void on_eof_keeps_open(wsx_stream *s)
+{
+    (void)s;
+    SetEvent(eof_seen);
+}
+
+Test(stream, a_stream_opened_in_on_close_outside_callbacks_stays_pinned)
+{
+    wsx_stream_callbacks cb = {on_data, on_eof_keeps_open, on_close_opens, NULL, NULL};
+    wsx_port *p = port_with_workers(2);
+    SOCKET srv, cli = t_pair("127.0.0.1:0", &srv);
+    wsx_stream *a;
+    closer k;
+    char got[8];
+    DWORD ms = 300;
+    int n;
+
+    memset(&k, 0, sizeof k);
+    eof_seen = CreateEventW(NULL, TRUE, FALSE, NULL);
+    k.p = p;
+    ctx_init(&k.cx);
+    ctx_init(&k.cy);
+    k.cli_x = t_pair("127.0.0.1:0", &k.srv_x);
+    k.cli_y = t_pair("127.0.0.1:0", &k.srv_y);
+    cr_assert_eq(wsx_stream_open(p, srv, NULL, &cb, &k, NULL, 0, &a), 0);
+    shutdown(cli, SD_SEND);
+    /* A has seen the FIN: nothing of it is pending, so the close below ends it here. */
+    cr_assert_eq(WaitForSingleObject(eof_seen, 5000), WAIT_OBJECT_0, "A saw no FIN");
+    cr_assert_eq(wsx_stream_close(a), 0); /* on_close runs here, on this thread */
+    cr_assert_eq(k.thread, GetCurrentThreadId());
+    cr_assert_eq(k.cx.why.kind, WSX_KIND_PEER_RESET, "the reset did not end X on a worker");
+    cr_assert_eq(k.gen_after, k.gen_before, "X's object was reused while on_close held it");
+    cr_assert_neq(k.y, k.x, "the next open took X's object while on_close held its pointer");
+    cr_assert_neq(k.send_rc, 0, "a send through the ended X was accepted");
+    setsockopt(k.cli_y, SOL_SOCKET, SO_RCVTIMEO, (char *)&ms, sizeof ms);
+    n = recv(k.cli_y, got, sizeof got, 0);
+    cr_assert(n < 0 && WSAGetLastError() == WSAETIMEDOUT, "Y's peer received %d bytes", n);
+    closesocket(k.cli_y);
+    wait_closed(&k.cy, 5000);
+    closesocket(cli);
+    finish(p);
+}

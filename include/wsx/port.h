@@ -62,9 +62,9 @@ WSX_API int wsx_port_create(wsx_port **out, const wsx_port_opts *opts);
 /* Stops the workers if running, then frees the port. Streams must be closed first (their
  * on_close has run), listeners closed and their last completions dequeued, connects completed
  * (their callback has run), and the buffers of its pool the program holds given back
- * (wsx_buf_put); returns WSAEINPROGRESS, freeing nothing, while any is left (poll or let the
- * workers run, and retry), and WSAEINVAL, freeing nothing, when called from one of the port's
- * workers. */
+ * (wsx_buf_put); returns WSAEINPROGRESS, freeing nothing, while any is left or another thread is
+ * in wsx_port_poll on it (poll or let the workers run, and retry), and WSAEINVAL, freeing
+ * nothing, when called from one of the port's workers or callbacks. */
 WSX_API int wsx_port_destroy(wsx_port *port);
 
 /* Associate a socket. skip_on_success: also set FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
@@ -84,7 +84,8 @@ WSX_API int wsx_port_stop(wsx_port *port);
  * sentinel (wsx_port_stop's, for a worker: the poll puts it back for one). A callback may poll
  * another port: that poll delivers only what it takes from that port; what the calling round
  * completed inline or requeued waits for that round, so a stream's callbacks never run inside
- * its own. A callback of this port (on this thread) may not poll it: WSAEINVAL, nothing taken
+ * its own. A callback of this port (on this thread; on_close, on_release and on_data for an
+ * open's initial bytes are callbacks wherever they run) may not poll it: WSAEINVAL, nothing taken
  * (what it took could be the calling stream's own completions). */
 WSX_API int wsx_port_poll(wsx_port *port, DWORD timeout_ms);
 
