@@ -198,13 +198,15 @@ static void on_accept(wsx_op *op, const wsx_status *st)
     sl->posted = 0;
     s = sl->s;
     sl->s = INVALID_SOCKET;
-    if (WSX_TRACING() && (l->closing || st->wsa != 0)) {
+    /* No socket left with a success: the reaper closed it just as the client's first bytes
+     * completed the AcceptEx. Reaped all the same (it was silent for the limit). */
+    if (WSX_TRACING() && (l->closing || st->wsa != 0 || s == INVALID_SOCKET)) {
         char extra[48];
         snprintf(extra, sizeof extra, "\"slot\":%d%s", (int)(sl - l->slots),
                  sl->reaped ? ",\"reaped\":true" : "");
         wsx__trace_event(0, 0, "accept", "complete", st->bytes, st, NULL, 0, extra);
     }
-    if (l->closing || st->wsa != 0) {
+    if (l->closing || st->wsa != 0 || s == INVALID_SOCKET) {
         if (!l->closing)
             InterlockedIncrement64(sl->reaped                  ? &l->reaped
                                    : sl->reused && !sl->reaped ? &l->reuse_failed

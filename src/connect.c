@@ -41,9 +41,12 @@ static void on_connect(wsx_op *op, const wsx_status *st)
         wsx__trace_event(c->id, 0, "connect", "complete", st->bytes, st,
                          (const struct sockaddr *)&c->to.ss, c->to.len, NULL);
     /* Cancelled by the connect timeout: that is the reason, not the cancel (a connect that
-     * completed before the cancel reached it keeps its own status). */
+     * completed before the cancel reached it keeps its own status). The kernel's codes of the
+     * cancel stay beside it. */
     if (c->timed_out && st->wsa == WSA_OPERATION_ABORTED) {
-        timeout = wsx_status_from_wsa(WSAETIMEDOUT);
+        timeout = *st;
+        timeout.wsa = WSAETIMEDOUT;
+        timeout.kind = wsx_error_kind(WSAETIMEDOUT);
         st = &timeout;
     }
     if (st->wsa == 0 && setsockopt(s, SOL_SOCKET, SO_UPDATE_CONNECT_CONTEXT, NULL, 0) != 0) {

@@ -42,7 +42,8 @@ typedef struct wsx_port_opts {
      * queued; a TransmitFile is one operation, so the timeout must cover the whole file at the
      * slowest rate you accept. 0 = 60000; INFINITE = none. */
     DWORD send_timeout_ms;
-    /* A wsx_connect not done after this long is cancelled: its callback gets WSAETIMEDOUT.
+    /* A wsx_connect not done after this long is cancelled: its callback gets WSAETIMEDOUT (with
+     * the cancel's ntstatus and win32 beside it).
      * Checked every 250 ms. 0 or INFINITE = none: the system gives up by itself (after its SYN
      * retries: about 21 s on Windows, about 2 minutes on Linux, so under Wine). */
     DWORD connect_timeout_ms;
