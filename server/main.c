@@ -52,8 +52,8 @@ typedef struct totals {
 static config cfg;
 static totals tot;
 static wsx_port *ports[64]; /* one per worker thread */
-static int nports;
 static volatile LONG next_port;
+static int nports;
 static wsx_listener *listeners[MAX_LISTENERS];
 static wsx_listener_stats lstats[MAX_LISTENERS]; /* taken when the listener closes */
 static int nlisteners;
@@ -343,6 +343,9 @@ static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
     /* A recycled socket is in skip-on-success mode for good (wsx_listener_recycle set it). */
     o.skip_on_success = cfg.skip || a->reused;
     o.associated = a->reused;
+    /* Connections are dealt round the ports, for an even share of long ones; the accepts are
+     * spread over every worker (not with --reuse), and this callback, which reads the first
+     * bytes and sends their echo, runs on the one that accepted it (a->port). */
     if (!cfg.reuse)
         port = ports[(ULONG)InterlockedIncrement(&next_port) % (ULONG)nports];
     /* Callbacks, on_close included, may run on other threads before this returns. */
@@ -467,8 +470,13 @@ int main(int argc, char **argv)
     lo.reuse = cfg.reuse;
     for (int i = 0; i < cfg.nlisten; i++) {
         wsx_sockaddr addr;
-        wsx_port *lp = ports[i % nports];
+        wsx_port *lp = ports[i % nports], *others[64];
 
+        /* Every worker accepts (and serves what it accepted), the listener's port first. */
+        lo.nspread = 0;
+        for (int k = 1; k < nports && !cfg.reuse; k++)
+            others[lo.nspread++] = ports[(i + k) % nports];
+        lo.spread = others;
         wsx_addr_parse(cfg.listen[i], &addr);
         err = wsx_listener_open(lp, &addr, &lo, on_accept, lp, &listeners[i]);
         if (err != 0) {

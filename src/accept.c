@@ -12,12 +12,15 @@ typedef struct slot {
     int reaped;      /* the reaper closed s: the error completion that follows is not a failure */
     int in_callback; /* the buffer is being read by the user's callback */
     int reused;      /* s came from the spare sockets (already associated with the port) */
+    wsx_port *home;  /* the port its callback runs on (opts.spread) */
     char *buf;
 } slot;
 
 struct wsx_listener {
     CRITICAL_SECTION lock;
     wsx_port *port;
+    wsx_port **ports; /* port, then opts.spread's: the slots' homes, each holding a count */
+    int nports;
     SOCKET s;
     int af;
     const wsx_ext *ext;
@@ -89,10 +92,13 @@ static void listener_free(wsx_listener *l);
 /* The last completion of a closed listener: free it and let its port go. */
 static void listener_end(wsx_listener *l)
 {
-    wsx_port *p = l->port;
+    wsx_port *p[64];
+    int n = l->nports;
 
+    memcpy(p, l->ports, (size_t)n * sizeof *p);
     listener_free(l);
-    InterlockedDecrement(&p->live_others);
+    for (int i = 0; i < n; i++)
+        InterlockedDecrement(&p[i]->live_others); /* last: a port may be freed from here */
 }
 
 static void listener_free(wsx_listener *l)
@@ -104,6 +110,7 @@ static void listener_free(wsx_listener *l)
     for (int i = 0; l->slots && i < l->nslots; i++)
         free(l->slots[i].buf);
     free(l->slots);
+    free(l->ports);
     DeleteCriticalSection(&l->lock);
     free(l);
 }
@@ -193,6 +200,15 @@ static void on_accept(wsx_op *op, const wsx_status *st)
     wsx_accepted a;
     int done, gone;
 
+    /* A spread listener's completions come to its port; the slot's own port takes it from here
+     * (not while closing: the listener ends with what its port delivers). */
+    if (op->port != sl->home) {
+        EnterCriticalSection(&l->lock);
+        gone = l->closing;
+        LeaveCriticalSection(&l->lock);
+        if (!gone && wsx__port_forward(op, sl->home, st->bytes))
+            return;
+    }
     EnterCriticalSection(&l->lock);
     l->pending--;
     sl->posted = 0;
@@ -232,6 +248,7 @@ static void on_accept(wsx_op *op, const wsx_status *st)
 
     memset(&a, 0, sizeof a);
     a.s = s;
+    a.port = op->port;
     a.data = sl->buf;
     a.len = st->bytes;
     a.eof = l->o.initial_data > 0 && st->bytes == 0;
@@ -353,17 +370,33 @@ int wsx_listener_open(wsx_port *port, const wsx_sockaddr *addr, const wsx_listen
         *out = NULL;
     if (port == NULL || addr == NULL || fn == NULL || out == NULL ||
         wsx_addr_family_len(addr->ss.ss_family) == 0 ||
-        (opts && (opts->accepts < 0 || opts->accepts > 4096 ||
-                  opts->initial_data > wsx_buf_pool_size(wsx_port_buffers(port)))))
+        (opts &&
+         (opts->accepts < 0 || opts->accepts > 4096 ||
+          opts->initial_data > wsx_buf_pool_size(wsx_port_buffers(port)) || opts->nspread < 0 ||
+          opts->nspread > 63 || (opts->nspread > 0 && (opts->spread == NULL || opts->reuse)))))
         return WSAEINVAL; /* the first bytes must fit a buffer of the port (wsx_stream_open) */
+    for (int i = 0; opts && i < opts->nspread; i++)
+        if (opts->spread[i] == NULL ||
+            opts->initial_data > wsx_buf_pool_size(wsx_port_buffers(opts->spread[i])))
+            return WSAEINVAL;
     l = calloc(1, sizeof *l);
     if (l == NULL)
         return WSAENOBUFS;
     if (opts)
         l->o = *opts;
+    l->o.spread = NULL; /* the caller's array: copied into ports below */
     if (l->o.accepts == 0)
         l->o.accepts = 8;
     l->port = port;
+    l->nports = 1 + l->o.nspread;
+    l->ports = calloc((size_t)l->nports, sizeof *l->ports);
+    if (l->ports == NULL) {
+        free(l);
+        return WSAENOBUFS;
+    }
+    l->ports[0] = port;
+    for (int i = 1; i < l->nports; i++)
+        l->ports[i] = opts->spread[i - 1];
     l->fn = fn;
     l->user = user;
     l->af = addr->ss.ss_family;
@@ -382,6 +415,7 @@ int wsx_listener_open(wsx_port *port, const wsx_sockaddr *addr, const wsx_listen
         slot *sl = &l->slots[i];
         sl->l = l;
         sl->s = INVALID_SOCKET;
+        sl->home = l->ports[i % l->nports];
         wsx_op_init(&sl->op, WSX_OP_ACCEPT, on_accept, sl, NULL);
         if (i < l->o.accepts && (sl->buf = malloc(WSX_ACCEPT_BUF_LEN(l->o.initial_data))) == NULL) {
             err = WSAENOBUFS;
@@ -413,7 +447,8 @@ int wsx_listener_open(wsx_port *port, const wsx_sockaddr *addr, const wsx_listen
         err = wsx_error_from_win32(GetLastError());
     if (err)
         goto fail;
-    InterlockedIncrement(&port->live_others);
+    for (int i = 0; i < l->nports; i++)
+        InterlockedIncrement(&l->ports[i]->live_others);
     EnterCriticalSection(&l->lock);
     for (int i = 0; i < l->o.accepts; i++)
         post_slot(l, &l->slots[i]);

@@ -121,6 +121,11 @@ void wsx__trace_from_env(void);
 /* Running under Wine (ntdll exports wine_get_version): for the few costs that differ. */
 int wsx__on_wine(void);
 
+/* From the op's callback, as the first thing it does: deliver this completion again on port `to`
+ * instead (its status stays in op->ov; bytes as delivered). Returns 0 if the packet could not be
+ * posted: the callback then goes on here. */
+int wsx__port_forward(wsx_op *op, struct wsx_port *to, DWORD bytes);
+
 /* Deliver this thread's inline completions, unless a delivery is already running on it. */
 void wsx__port_flush(void);
 

@@ -245,6 +245,19 @@ void wsx__port_complete(wsx_op *op, DWORD bytes, LONG status, int sync_wsa)
     append(&inline_head, &inline_tail, op);
 }
 
+int wsx__port_forward(wsx_op *op, wsx_port *to, DWORD bytes)
+{
+    wsx_port *from = op->port;
+
+    op->port = to;
+    InterlockedExchange(&op->posted, 1); /* its delivery here took it */
+    if (PostQueuedCompletionStatus(to->iocp, bytes, WSX_KEY_IO, &op->ov))
+        return 1;
+    InterlockedExchange(&op->posted, 0);
+    op->port = from;
+    return 0;
+}
+
 /* Hand the ops this thread requeued to the port itself (it stops taking completions). */
 static void turn_to_port(void)
 {

@@ -42,7 +42,8 @@ static void on_accepted(wsx_listener *l, const wsx_accepted *a, void *user)
 static wsx_listener *listen_on(seen *x, const char *text, int accepts, DWORD initial,
                                DWORD timeout_s)
 {
-    wsx_listener_opts o = {accepts, initial, timeout_s, 0, 0};
+    wsx_listener_opts o = {
+        .accepts = accepts, .initial_data = initial, .accept_timeout_s = timeout_s};
     wsx_sockaddr a = t_addr(text);
     wsx_listener *l = NULL;
 
@@ -678,7 +679,7 @@ Test(accept, listener_rejects_bad_arguments_and_busy_address)
 {
     seen x;
     wsx_listener *l = listen_on(&x, "127.0.0.1:0", 1, 0, 0), *l2 = NULL;
-    wsx_listener_opts bad = {5000, 0, 0, 0, 0};
+    wsx_listener_opts bad = {.accepts = 5000};
     wsx_sockaddr a;
 
     cr_assert_eq(wsx_listener_address(l, &a), 0);
@@ -728,7 +729,7 @@ static void on_accepted_reuse(wsx_listener *l, const wsx_accepted *a, void *user
 Test(accept, socket_reuse)
 {
     seen x;
-    wsx_listener_opts o = {2, 16, 0, 0, 1};
+    wsx_listener_opts o = {.accepts = 2, .initial_data = 16, .reuse = 1};
     wsx_sockaddr a = t_addr("127.0.0.1:0");
     wsx_listener_stats st;
 
@@ -918,4 +919,79 @@ Test(accept, closing_a_listener_resets_the_clients_it_never_served)
     cr_assert_eq(x.accepted, 0);
     for (int i = 0; i < 200 && wsx_port_destroy(x.port) != 0; i++)
         Sleep(10);
+}
+
+/* A listener spread over two ports: each callback runs on its slot's port (a->port, on that
+ * port's worker thread), both share the work, and every client is echoed. The spread port waits
+ * for the listener like the listener's own. */
+typedef struct spread_seen {
+    wsx_port *ports[2];
+    DWORD thread[2];
+    volatile LONG on[2], wrong;
+} spread_seen;
+
+static void on_spread_accept(wsx_listener *l, const wsx_accepted *a, void *user)
+{
+    spread_seen *x = user;
+    wsx_stream_opts o = {.skip_on_success = 1};
+    wsx_stream *s;
+    int k = a->port == x->ports[1];
+
+    (void)l;
+    if (a->port != x->ports[k] || (x->thread[k] && x->thread[k] != GetCurrentThreadId()))
+        InterlockedIncrement(&x->wrong);
+    x->thread[k] = GetCurrentThreadId();
+    InterlockedIncrement(&x->on[k]);
+    wsx_stream_open(a->port, a->s, &o, &echo_cb, NULL, a->data, a->len, &s);
+}
+
+Test(accept, a_listener_spread_over_ports_shares_the_accepting)
+{
+    spread_seen x;
+    wsx_listener_opts o = {.accepts = 4, .initial_data = 64};
+    wsx_sockaddr at = t_addr("127.0.0.1:0");
+    wsx_listener *l = NULL;
+    wsx_port *bad[1] = {NULL};
+    char msg[16];
+
+    memset(&x, 0, sizeof x);
+    for (int i = 0; i < 2; i++) {
+        cr_assert_eq(wsx_port_create(&x.ports[i], NULL), 0);
+        cr_assert_eq(wsx_port_start(x.ports[i], 1), 0);
+    }
+    /* Refused: a NULL port, too many, spread without the array, spread with reuse. */
+    o.spread = bad;
+    o.nspread = 1;
+    cr_assert_eq(wsx_listener_open(x.ports[0], &at, &o, on_spread_accept, &x, &l), WSAEINVAL);
+    o.spread = &x.ports[1];
+    o.nspread = 64;
+    cr_assert_eq(wsx_listener_open(x.ports[0], &at, &o, on_spread_accept, &x, &l), WSAEINVAL);
+    o.spread = NULL;
+    o.nspread = 1;
+    cr_assert_eq(wsx_listener_open(x.ports[0], &at, &o, on_spread_accept, &x, &l), WSAEINVAL);
+    o.spread = &x.ports[1];
+    o.reuse = 1;
+    cr_assert_eq(wsx_listener_open(x.ports[0], &at, &o, on_spread_accept, &x, &l), WSAEINVAL);
+    o.reuse = 0;
+    cr_assert_eq(wsx_listener_open(x.ports[0], &at, &o, on_spread_accept, &x, &l), 0);
+
+    for (int i = 0; i < 24; i++) {
+        SOCKET c = dial(l, "");
+        snprintf(msg, sizeof msg, "client %d", i);
+        echo_check(c, msg, (int)strlen(msg));
+        closesocket(c);
+    }
+    wait_for(&x.on[0], 1, 1000);
+    wait_for(&x.on[1], 1, 1000);
+    cr_assert_eq(x.on[0] + x.on[1], 24);
+    cr_assert_eq(x.wrong, 0, "a callback ran off its slot's port or thread");
+    cr_assert_neq(x.thread[0], x.thread[1]);
+    cr_assert_eq(wsx_port_destroy(x.ports[1]), WSAEINPROGRESS, "the spread port left under it");
+    wsx_listener_close(l);
+    for (int i = 1; i >= 0; i--) {
+        int err = 0;
+        for (int k = 0; k < 200 && (err = wsx_port_destroy(x.ports[i])) != 0; k++)
+            Sleep(10);
+        cr_assert_eq(err, 0, "port %d: %d", i, err);
+    }
 }

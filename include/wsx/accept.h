@@ -34,6 +34,15 @@ typedef struct wsx_listener_opts {
     DWORD accept_timeout_s; /* with initial data: reap clients silent this long; 0 = never */
     int backlog;            /* listen() backlog; 0 = SOMAXCONN */
     int reuse;              /* accept into sockets given back by wsx_listener_recycle */
+    /* More ports to share the accepting with (nspread of them, up to 63; not with reuse). The
+     * slots are dealt round the listener's port and these; a slot's AcceptEx is posted again by
+     * the thread that runs its callback, on its own port (wsx_accepted.port): accepting, opening
+     * the stream there and the next AcceptEx then keep that port's worker busy, not the
+     * listener's alone. Its completion still comes to the listener's port (a socket has one),
+     * which hands it over: a packet more. These ports must be served, like the listener's, until
+     * the listener has ended; wsx_port_destroy waits for it on each. */
+    wsx_port *const *spread;
+    int nspread;
 } wsx_listener_opts;
 
 /* One accepted connection. The callee owns `s` (not yet associated with any port). */
@@ -47,6 +56,9 @@ typedef struct wsx_accepted {
      * its port for life) and in skip-on-success mode (wsx_listener_recycle sets it). Open it on
      * that port with associated = 1 and skip_on_success = 1. */
     int reused;
+    /* The port whose thread runs this callback: the listener's, or with opts.spread the slot's
+     * own. Opening the stream on it keeps the connection's work on this thread. */
+    wsx_port *port;
 } wsx_accepted;
 
 typedef void (*wsx_accept_fn)(wsx_listener *l, const wsx_accepted *a, void *user);
