@@ -29,14 +29,34 @@ static void write_all(const char *p, size_t n)
     }
 }
 
+/* Writes whole lines only, so that the program's own lines on the same handle (wsx-echo's stats
+ * with --trace -) fall between them, never inside one; on a pipe, at most PIPE_BUF (4096) bytes a
+ * call, which a pipe keeps together against other writers. */
+static void write_lines(const char *p, size_t n, size_t most)
+{
+    while (n > 0) {
+        size_t k = n < most ? n : most;
+        while (k > 0 && p[k - 1] != '\n')
+            k--;
+        if (k == 0) { /* one line longer than `most`: whole, in one call */
+            const char *nl = memchr(p, '\n', n);
+            k = nl ? (size_t)(nl - p) + 1 : n;
+        }
+        write_all(p, k);
+        p += k;
+        n -= k;
+    }
+}
+
 /* Empties the ring; the only thread that touches the file. */
 static DWORD WINAPI writer_main(void *arg)
 {
     static char chunk[65536];
+    size_t most = GetFileType(out) == FILE_TYPE_DISK ? sizeof chunk : 4096;
 
     (void)arg;
     for (;;) {
-        size_t n = 0;
+        size_t n = 0, cut;
         int last = stopping != 0;
 
         WaitForSingleObject(wake, last ? 0 : 100);
@@ -49,9 +69,16 @@ static DWORD WINAPI writer_main(void *arg)
             n += run;
             tail = (tail + run) % RING;
         }
+        /* The ring holds whole lines: a chunk cut inside one gives that line's start back. */
+        for (cut = n; cut > 0 && chunk[cut - 1] != '\n'; cut--)
+            ;
+        if (cut > 0 && cut < n) {
+            tail = (tail + RING - (n - cut)) % RING;
+            n = cut;
+        }
         ReleaseSRWLockExclusive(&lock);
         if (n)
-            write_all(chunk, n);
+            write_lines(chunk, n, most);
         else if (last)
             return 0;
     }
