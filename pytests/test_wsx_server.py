@@ -364,6 +364,33 @@ def test_trace_reaped_client(wsx_only, tmp_path):
     assert srv.stats()["reaped"] == 1
 
 
+def test_final_counts_clients_reaped_just_before_the_stop(wsx_only):
+    """`reaped=` counts every silent client the reaper closed, also when the stop follows at
+    once (it was counted when the accept's cancellation came back, which a listener closing
+    meanwhile no longer counted: reaped=3-5 of 6)."""
+    import threading
+    srv = start_wsx_echo("--listen", "127.0.0.1:0", "--accept-timeout", "1")
+    seen = []
+
+    def silent():
+        with connect(srv.addr, timeout=20) as s:
+            seen.append(s.recv(1))
+
+    clients = []
+    try:
+        for _ in range(6):
+            t = threading.Thread(target=silent)
+            t.start()
+            clients.append(t)
+            time.sleep(0.05)  # most are reaped in one tick, their completions racing the stop
+        for t in clients:
+            t.join(30)
+    finally:
+        assert srv.stop() == 0
+    assert seen == [b""] * 6, seen
+    assert srv.stats()["reaped"] == 6, srv.stats()
+
+
 def test_reuse_on_serves_every_client(wsx_only):
     """--reuse on: connections that end in order give their socket back for later accepts. Wine
     8.0 never completes DisconnectEx(TF_REUSE_SOCKET) (docs/semantics.md R1), so there nothing is

@@ -223,10 +223,9 @@ static void on_accept(wsx_op *op, const wsx_status *st)
         wsx__trace_event(0, 0, "accept", "complete", st->bytes, st, NULL, 0, extra);
     }
     if (l->closing || st->wsa != 0 || s == INVALID_SOCKET) {
-        if (!l->closing)
-            InterlockedIncrement64(sl->reaped                  ? &l->reaped
-                                   : sl->reused && !sl->reaped ? &l->reuse_failed
-                                                               : &l->failed);
+        /* A reaped slot was counted when the reaper closed it. */
+        if (!l->closing && !sl->reaped)
+            InterlockedIncrement64(sl->reused ? &l->reuse_failed : &l->failed);
         if (s != INVALID_SOCKET && l->closing)
             close_unserved(s);
         else if (s != INVALID_SOCKET)
@@ -332,7 +331,10 @@ static VOID CALLBACK on_tick(PVOID arg, BOOLEAN fired)
                 continue;
             silent++;
             if (l->o.accept_timeout_s != 0 && secs >= l->o.accept_timeout_s) {
+                /* Counted now: its completion may come after the listener has closed (the
+                 * counts read at a stop missed the last reaps). */
                 sl->reaped = 1;
+                InterlockedIncrement64(&l->reaped);
                 if (WSX_TRACING()) {
                     char extra[64];
                     snprintf(extra, sizeof extra,
