@@ -35,6 +35,11 @@ def test_listening_line_and_clean_stop(wsx_only):
     (["--initial-data", "99999", "--buffer-size", "1024"], "--initial-data"),
     # No accept waits for data, so there is nothing to time out: an error, not a silent no-op.
     (["--initial-data", "0", "--accept-timeout", "5"], "--accept-timeout"),
+    # An option without a value given one: that is the error, not the option's existence.
+    (["--version=1"], "--version takes no value"),
+    (["--help="], "--help takes no value"),
+    # A listener needs a real address of one family, not an IPv4 address in IPv6 clothes.
+    (["--listen", "[::ffff:127.0.0.1]:0"], "IPv4-mapped"),
 ])
 def test_bad_usage_exits_2_naming_the_option(wsx_only, args, needle):
 

@@ -185,6 +185,8 @@ static void parse_args(int argc, char **argv)
         }
         for (size_t k = 0; k < sizeof options / sizeof options[0]; k++)
             known |= strcmp(name, options[k]) == 0;
+        if (strcmp(name, "--help") == 0 || strcmp(name, "--version") == 0)
+            die_usage("takes no value", name, NULL);
         if (!known)
             die_usage("is not an option", "argument", name);
         if (val == NULL) {
@@ -197,6 +199,11 @@ static void parse_args(int argc, char **argv)
             wsx_sockaddr probe;
             if (wsx_addr_parse(val, &probe) != 0)
                 die_usage("is not ADDR:PORT (e.g. 127.0.0.1:7007 or [::1]:0)", name, val);
+            if (probe.ss.ss_family == AF_INET6 &&
+                IN6_IS_ADDR_V4MAPPED(&((const SOCKADDR_IN6 *)&probe.ss)->sin6_addr))
+                die_usage("is an IPv4-mapped address: listen on the IPv4 address itself, or on "
+                          "[::]:PORT for both families",
+                          name, val);
             if (cfg.nlisten == MAX_LISTENERS)
                 die_usage("is given more than 16 times", name, NULL);
             cfg.listen[cfg.nlisten++] = val;
