@@ -203,10 +203,12 @@ static void on_accept(wsx_op *op, const wsx_status *st)
     /* A spread listener's completions come to its port; the slot's own port takes it from here
      * (not while closing: the listener ends with what its port delivers). */
     if (op->port != sl->home) {
+        /* Under the lock: a close after it finds the packet queued on the home port ahead of
+         * anything that stops that port's worker (wsx_listener_close, then wsx_port_stop). */
         EnterCriticalSection(&l->lock);
-        gone = l->closing;
+        gone = !l->closing && wsx__port_forward(op, sl->home, st->bytes);
         LeaveCriticalSection(&l->lock);
-        if (!gone && wsx__port_forward(op, sl->home, st->bytes))
+        if (gone)
             return;
     }
     EnterCriticalSection(&l->lock);

@@ -30,6 +30,9 @@ static WSX_TLS wsx_port *serving;
  * refuses both for every port. */
 static WSX_TLS wsx_port *running[16];
 static WSX_TLS int nrunning;
+/* The ports this thread is inside wsx_port_poll of, outermost first (counted past the array). */
+static WSX_TLS wsx_port *polled[16];
+static WSX_TLS int npolled;
 /* The port whose worker this thread is: only a worker's own round keeps a stop sentinel. */
 static WSX_TLS wsx_port *worker_of;
 static WSX_TLS wsx_op *turn_head;
@@ -165,6 +168,18 @@ static int running_here(const wsx_port *p)
     return 0;
 }
 
+/* This thread runs one of p's callbacks, polls it or is its worker: p must outlive what it is
+ * doing. */
+static int busy_here(const wsx_port *p)
+{
+    if (worker_of == p || running_here(p) || npolled > (int)(sizeof polled / sizeof polled[0]))
+        return 1;
+    for (int i = 0; i < npolled; i++)
+        if (polled[i] == p)
+            return 1;
+    return 0;
+}
+
 static void drain_inline(void)
 {
     while (inline_head) {
@@ -251,8 +266,10 @@ int wsx__port_forward(wsx_op *op, wsx_port *to, DWORD bytes)
 
     op->port = to;
     InterlockedExchange(&op->posted, 1); /* its delivery here took it */
-    if (PostQueuedCompletionStatus(to->iocp, bytes, WSX_KEY_IO, &op->ov))
+    if (PostQueuedCompletionStatus(to->iocp, bytes, WSX_KEY_IO, &op->ov)) {
+        InterlockedDecrement64(&from->dequeued); /* counted where it is delivered */
         return 1;
+    }
     InterlockedExchange(&op->posted, 0);
     op->port = from;
     return 0;
@@ -375,15 +392,20 @@ int wsx_port_poll(wsx_port *p, DWORD timeout_ms)
         return WSAEINVAL;
     if (running_here(p))
         return WSAEINVAL; /* from one of its own callbacks */
-    wsx__port_flush();
+    /* Counted from here to its last touch of p: wsx_port_destroy on another thread waits. */
     InterlockedIncrement(&p->polling);
+    if (npolled < (int)(sizeof polled / sizeof polled[0]))
+        polled[npolled] = p;
+    npolled++;
+    wsx__port_flush();
     rc = port_batch(p, timeout_ms);
-    InterlockedDecrement(&p->polling);
     if (!delivering) {
         turn_to_port(); /* the caller may not poll again soon */
         wsx__port_flush();
         maybe_sweep(p);
     }
+    npolled--;
+    InterlockedDecrement(&p->polling);
     return rc;
 }
 
@@ -485,8 +507,9 @@ int wsx_port_destroy(wsx_port *p)
 
     if (p == NULL)
         return 0;
-    /* From one of its callbacks, the round that runs it would go on with a freed port. */
-    if (running_here(p))
+    /* From one of its callbacks, or a callback run while this thread polls it or works for it:
+     * the round that runs it would go on with a freed port. */
+    if (busy_here(p))
         return WSAEINVAL;
     /* Buffers of its pool still out (an on_data's, held by the user) would outlive the pool; a
      * poll on another thread is still in it. */

@@ -30,8 +30,9 @@ static void write_all(const char *p, size_t n)
 }
 
 /* Writes whole lines only, so that the program's own lines on the same handle (wsx-echo's stats
- * with --trace -) fall between them, never inside one; on a pipe, at most PIPE_BUF (4096) bytes a
- * call, which a pipe keeps together against other writers. */
+ * with --trace -) fall between them, never inside one; on anything but a disk file at most 4096
+ * bytes a call: under Wine such a handle is a Unix pipe, which keeps a write of up to PIPE_BUF
+ * (4096) together against other writers and may split a longer one. */
 static void write_lines(const char *p, size_t n, size_t most)
 {
     while (n > 0) {
@@ -55,11 +56,14 @@ static DWORD WINAPI writer_main(void *arg)
     size_t most = GetFileType(out) == FILE_TYPE_DISK ? sizeof chunk : 4096;
 
     (void)arg;
+    int more = 0; /* the last chunk left lines in the ring: no wait (writers wake us only when
+                     it was empty) */
+
     for (;;) {
         size_t n = 0, cut;
         int last = stopping != 0;
 
-        WaitForSingleObject(wake, last ? 0 : 100);
+        WaitForSingleObject(wake, last || more ? 0 : 100);
         AcquireSRWLockExclusive(&lock);
         while (tail != head && n < sizeof chunk) {
             size_t run = head > tail ? head - tail : RING - tail;
@@ -76,6 +80,7 @@ static DWORD WINAPI writer_main(void *arg)
             tail = (tail + RING - (n - cut)) % RING;
             n = cut;
         }
+        more = tail != head;
         ReleaseSRWLockExclusive(&lock);
         if (n)
             write_lines(chunk, n, most);

@@ -1833,3 +1833,54 @@ Test(stream, a_stream_opened_in_on_close_outside_callbacks_stays_pinned)
     closesocket(cli);
     finish(p);
 }
+
+/* A callback of another port run in this thread's poll of p (an inline completion of a send that
+ * p's callback made on that port's stream, drained after it returns) may not destroy p either:
+ * the poll goes on with p. It got WSAEINPROGRESS, which no retry there could change. */
+static wsx_port *polled_port;
+static wsx_stream *other_stream;
+static int destroy_in_drain_rc = -1;
+
+static void on_complete_destroys_polled(wsx_stream *s, wsx_op_kind kind, const wsx_status *st)
+{
+    (void)s;
+    (void)st;
+    if (kind == WSX_OP_SEND && destroy_in_drain_rc == -1)
+        destroy_in_drain_rc = wsx_port_destroy(polled_port);
+}
+
+static void send_on_other_port(wsx_op *op, const wsx_status *st)
+{
+    (void)op;
+    (void)st;
+    wsx_stream_send(other_stream, "q", 1);
+}
+
+Test(stream, a_callback_run_in_a_poll_of_the_port_may_not_destroy_it)
+{
+    wsx_stream_callbacks cb = {on_data, NULL, on_close, on_complete_destroys_polled, NULL};
+    wsx_stream_opts so = {.skip_on_success = 1};
+    wsx_port *q = NULL;
+    SOCKET srv, cli;
+    wsx_op op;
+    char got;
+    ctx c;
+
+    cr_assert_eq(wsx_port_create(&polled_port, NULL), 0);
+    cr_assert_eq(wsx_port_create(&q, NULL), 0);
+    ctx_init(&c);
+    cli = t_pair("127.0.0.1:0", &srv);
+    cr_assert_eq(wsx_stream_open(q, srv, &so, &cb, &c, NULL, 0, &other_stream), 0);
+    wsx_op_init(&op, WSX_OP_USER, send_on_other_port, NULL, NULL);
+    cr_assert_eq(wsx_port_post(polled_port, &op, 0, 0), 0);
+    cr_assert_eq(wsx_port_poll(polled_port, 1000), 0);
+    t_recv_all(cli, &got, 1);
+    cr_assert_eq(got, 'q');
+    cr_assert_eq(destroy_in_drain_rc, WSAEINVAL, "destroy gave %d", destroy_in_drain_rc);
+    cr_assert_eq(wsx_port_destroy(polled_port), 0, "outside the poll it can");
+    closesocket(cli);
+    for (int i = 0; i < 100 && WaitForSingleObject(c.closed, 0) != WAIT_OBJECT_0; i++)
+        wsx_port_poll(q, 50);
+    wait_closed(&c, 0);
+    finish(q);
+}

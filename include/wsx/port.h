@@ -50,7 +50,8 @@ typedef struct wsx_port_opts {
 } wsx_port_opts;
 
 typedef struct wsx_port_stats {
-    LONG64 dequeued;      /* completions taken from the port */
+    LONG64 dequeued;      /* completions taken from the port (one a spread listener hands to
+                             another port counts there) */
     LONG64 inline_done;   /* completed inline (skip-on-success) */
     LONG64 requeued;      /* inline completions sent through the port by the cap */
     LONG64 stale_dropped; /* completions whose owner had moved to a new generation */
@@ -65,7 +66,9 @@ WSX_API int wsx_port_create(wsx_port **out, const wsx_port_opts *opts);
  * (their callback has run), and the buffers of its pool the program holds given back
  * (wsx_buf_put); returns WSAEINPROGRESS, freeing nothing, while any is left or another thread is
  * in wsx_port_poll on it (poll or let the workers run, and retry), and WSAEINVAL, freeing
- * nothing, when called from one of the port's workers or callbacks. */
+ * nothing, when called from one of the port's workers or callbacks, or from any callback while
+ * this thread is polling it. A poll that another thread starts while destroy runs is the
+ * program's error, as any use of a port being freed. */
 WSX_API int wsx_port_destroy(wsx_port *port);
 
 /* Associate a socket. skip_on_success: also set FILE_SKIP_COMPLETION_PORT_ON_SUCCESS |
