@@ -51,8 +51,8 @@ typedef struct totals {
 
 static config cfg;
 static totals tot;
-static wsx_port *ports[64]; /* one per worker thread */
-static volatile LONG next_port;
+static wsx_port *ports[64];         /* one per worker thread */
+static volatile LONG port_live[64]; /* open connections on each */
 static int nports;
 static wsx_listener *listeners[MAX_LISTENERS];
 static wsx_listener_stats lstats[MAX_LISTENERS]; /* taken when the listener closes */
@@ -294,9 +294,17 @@ static void on_complete(wsx_stream *s, wsx_op_kind kind, const wsx_status *st)
         InterlockedExchangeAdd64(&tot.bytes_out, st->bytes);
 }
 
+static int port_index(const wsx_port *p)
+{
+    for (int i = 0; i < nports; i++)
+        if (ports[i] == p)
+            return i;
+    return 0;
+}
+
 static void on_close(wsx_stream *s, const wsx_status *why)
 {
-    (void)s;
+    InterlockedDecrement(&port_live[port_index(wsx_stream_port(s))]);
     InterlockedIncrement64(&tot.closed[why->kind]);
     InterlockedDecrement(&tot.live);
 }
@@ -350,14 +358,24 @@ static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
     /* A recycled socket is in skip-on-success mode for good (wsx_listener_recycle set it). */
     o.skip_on_success = cfg.skip || a->reused;
     o.associated = a->reused;
-    /* Connections are dealt round the ports, for an even share of long ones; the accepts are
-     * spread over every worker (not with --reuse), and this callback, which reads the first
-     * bytes and sends their echo, runs on the one that accepted it (a->port). */
-    if (!cfg.reuse)
-        port = ports[(ULONG)InterlockedIncrement(&next_port) % (ULONG)nports];
+    /* The accepts are spread over every worker (not with --reuse) and this callback runs on the
+     * one that accepted (a->port): the connection stays there, all its work on one thread,
+     * unless that port holds 5 more than the emptiest, which takes it instead (long connections
+     * share the workers evenly whatever the order the accepts complete in). */
+    if (!cfg.reuse) {
+        int k = port_index(a->port), least = 0;
+        for (int i = 1; i < nports; i++)
+            if (port_live[i] < port_live[least])
+                least = i;
+        if (port_live[k] > port_live[least] + 4)
+            k = least;
+        port = ports[k];
+    }
+    InterlockedIncrement(&port_live[port_index(port)]);
     /* Callbacks, on_close included, may run on other threads before this returns. */
     if (wsx_stream_open(port, a->s, &o, cfg.reuse ? &reuse_callbacks : &echo_callbacks, l, a->data,
                         a->len, &s) != 0) {
+        InterlockedDecrement(&port_live[port_index(port)]);
         InterlockedDecrement(&tot.live);
         InterlockedIncrement64(&tot.closed[WSX_KIND_OTHER]);
     }
