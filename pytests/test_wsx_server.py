@@ -207,8 +207,11 @@ def _wait_for(srv, pred, what, limit=10):
 
 def test_trace_initial_data_accept_and_peer_reset(wsx_only, tmp_path):
     trace = str(tmp_path / "t.jsonl")
+    # Zero-byte reads off: a full read waiting 500 ms is parked (cancelled, then a zero-byte
+    # read), and a reset that came just then was read as EOF (C7): a CI run sent the reset 0.3 s
+    # after finding the echo in the trace, which the trace's own delay had put near 500 ms.
     srv = start_wsx_echo("--listen", "127.0.0.1:0", "--initial-data", "64", "--trace", trace,
-                         trace=trace)
+                         "--zero-byte-reads", "off", trace=trace)
     try:
         s = connect(srv.addr)
         s.sendall(b"first bytes")
@@ -222,7 +225,9 @@ def test_trace_initial_data_accept_and_peer_reset(wsx_only, tmp_path):
                          "echo send")
         conn = sent[0]["conn"]
         assert conn > 0 and acc["conn"] == conn, "the accept's line has its connection's id"
-        time.sleep(0.3)  # the next recv is pending (Wine reports a reset only to it: C7)
+        # The next recv is pending (Wine reports a reset only to it: C7).
+        _wait_for(srv, lambda ev: ev.get("conn") == conn and ev.get("op") == "recv"
+                  and ev.get("phase") == "pending", "pending recv")
         abort(s)
         rst = _wait_for(srv, lambda ev: ev.get("conn") == conn and ev.get("kind") == "peer-reset",
                         "peer reset")[0]

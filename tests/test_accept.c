@@ -960,18 +960,21 @@ Test(accept, a_listener_spread_over_ports_shares_the_accepting)
         cr_assert_eq(wsx_port_start(x.ports[i], 1), 0);
     }
     /* Refused: a NULL port, too many, spread without the array, spread with reuse. */
-    o.spread = bad;
-    o.nspread = 1;
-    cr_assert_eq(wsx_listener_open(x.ports[0], &at, &o, on_spread_accept, &x, &l), WSAEINVAL);
+    {
+        struct {
+            wsx_port *const *spread;
+            int n, reuse;
+        } refused[] = {{bad, 1, 0}, {&x.ports[1], 64, 0}, {NULL, 1, 0}, {&x.ports[1], 1, 1}};
+        for (size_t i = 0; i < sizeof refused / sizeof refused[0]; i++) {
+            o.spread = refused[i].spread;
+            o.nspread = refused[i].n;
+            o.reuse = refused[i].reuse;
+            cr_assert_eq(wsx_listener_open(x.ports[0], &at, &o, on_spread_accept, &x, &l),
+                         WSAEINVAL, "case %u", (unsigned)i);
+        }
+    }
     o.spread = &x.ports[1];
-    o.nspread = 64;
-    cr_assert_eq(wsx_listener_open(x.ports[0], &at, &o, on_spread_accept, &x, &l), WSAEINVAL);
-    o.spread = NULL;
     o.nspread = 1;
-    cr_assert_eq(wsx_listener_open(x.ports[0], &at, &o, on_spread_accept, &x, &l), WSAEINVAL);
-    o.spread = &x.ports[1];
-    o.reuse = 1;
-    cr_assert_eq(wsx_listener_open(x.ports[0], &at, &o, on_spread_accept, &x, &l), WSAEINVAL);
     o.reuse = 0;
     cr_assert_eq(wsx_listener_open(x.ports[0], &at, &o, on_spread_accept, &x, &l), 0);
 
