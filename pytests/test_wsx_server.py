@@ -220,7 +220,7 @@ def test_trace_initial_data_accept_and_peer_reset(wsx_only, tmp_path):
         acc = _wait_for(srv, lambda ev: ev.get("op") == "accept" and ev.get("phase") == "complete"
                         and ev.get("peer") == peer, "initial-data accept")[0]
         assert acc["bytes"] == 11 and acc["kind"] == "ok" and acc["wsa"] == 0
-        assert acc["nt"] == "0x00000000"
+        assert acc["nt"] == "0x00000000" and acc["wsa_name"] == "NO_ERROR"
         sent = _wait_for(srv, lambda ev: ev.get("op") == "send" and ev.get("bytes") == 11,
                          "echo send")
         conn = sent[0]["conn"]

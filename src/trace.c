@@ -113,7 +113,8 @@ static int put_code_names(char *p, size_t cap, const wsx_status *st)
 {
     const char *nt = wsx_ntstatus_name(st->ntstatus);
     const char *w32 = wsx_win32_name(st->win32);
-    const char *wsa = wsx_error_name(st->wsa);
+    /* Winsock names no code 0; NO_ERROR is the one its headers give success. */
+    const char *wsa = st->wsa == 0 ? "NO_ERROR" : wsx_error_name(st->wsa);
 
     if (w32 == NULL && st->win32 == (DWORD)st->wsa)
         w32 = wsa; /* a WSA code is a Win32 code too (what GetLastError says) */
