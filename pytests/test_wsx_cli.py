@@ -48,6 +48,13 @@ def test_bad_usage_exits_2_naming_the_option(wsx_only, args, needle):
     assert needle in p.stderr, p.stderr
     assert len(p.stderr.strip().splitlines()) == 1, p.stderr
 
+def test_trace_into_a_directory_exits_1_saying_so(wsx_only, tmp_path):
+    p = subprocess.run(wsx_echo_argv("--listen", "127.0.0.1:0", "--trace", str(tmp_path)),
+                       capture_output=True, text=True, timeout=60)
+    assert p.returncode == 1, (p.returncode, p.stdout, p.stderr)
+    assert "is a directory" in p.stderr and "listening on" not in p.stdout, p.stderr
+
+
 def test_address_in_use_exits_1(wsx_only, echo_server):
 
     host, port = echo_server

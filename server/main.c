@@ -468,8 +468,12 @@ int main(int argc, char **argv)
     }
     stop_event = CreateEventW(NULL, TRUE, FALSE, NULL);
     if (cfg.trace && (err = wsx_trace_open(cfg.trace)) != 0) {
+        DWORD attr = GetFileAttributesA(cfg.trace);
+        /* Windows refuses to open a directory as a file with "access denied". */
         fprintf(stderr, "wsx-echo: cannot write the trace to %s: %s\n", cfg.trace,
-                wsx_strerror(err));
+                attr != INVALID_FILE_ATTRIBUTES && (attr & FILE_ATTRIBUTE_DIRECTORY)
+                    ? "it is a directory"
+                    : wsx_strerror(err));
         return 1;
     }
     memset(&po, 0, sizeof po);
