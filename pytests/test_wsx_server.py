@@ -353,6 +353,43 @@ def test_trace_to_stdout_keeps_lines_whole_beside_periodic_stats(wsx_only):
     assert lines[-1].startswith("final: ")
 
 
+def test_trace_ends_the_story_of_clients_not_served(wsx_only, tmp_path):
+    """A client refused over --max-conns (RST) and one that sent FIN before any data get a close
+    line under their accept's conn id, like every served connection: the trace had their accept
+    (kind ok) and nothing after (the black-box review: 161 refused and 126 such accepts without
+    one in a run)."""
+    trace = str(tmp_path / "t.jsonl")
+    srv = start_wsx_echo("--listen", "127.0.0.1:0", "--max-conns", "1", "--trace", trace,
+                         trace=trace)
+    try:
+        held = connect(srv.addr)
+        held.sendall(b"held")
+        assert recv_exact(held, 4) == b"held"
+        refused = connect(srv.addr)
+        refused.sendall(b"over")
+        try:
+            assert refused.recv(10) == b"", "a refused client got data"
+        except ConnectionResetError:
+            pass  # the RST it should get
+        refused.close()
+        quiet = connect(srv.addr)
+        quiet.shutdown(socket.SHUT_WR)
+        assert quiet.recv(10) == b""
+        quiet.close()
+        held.close()
+    finally:
+        assert srv.stop() == 0
+    events = srv.trace()
+    accepted = [ev["conn"] for ev in events if ev.get("op") == "accept"
+                and ev.get("phase") == "complete" and ev.get("kind") == "ok"]
+    closes = {ev["conn"]: ev for ev in events if ev.get("op") == "close" and ev.get("conn")}
+    assert len(accepted) == 3, accepted
+    missing = [c for c in accepted if c not in closes]
+    assert not missing, f"no close line for conn {missing}"
+    whys = sorted((closes[c]["how"], closes[c]["why"]) for c in accepted)
+    assert ("abortive", "unserved") in whys and ("graceful", "eof") in whys, whys
+
+
 def test_trace_reaped_client(wsx_only, tmp_path):
     trace = str(tmp_path / "t.jsonl")
     srv = start_wsx_echo("--listen", "127.0.0.1:0", "--accept-timeout", "1", "--trace", trace,

@@ -334,7 +334,7 @@ static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
     wsx_port *port = user;
 
     if (a->eof) { /* the client sent FIN before any data: nothing to echo */
-        closesocket(a->s);
+        wsx_accepted_close(a, 0);
         InterlockedIncrement64(&tot.accepted);
         InterlockedIncrement64(&tot.closed[WSX_KIND_EOF]);
         return;
@@ -342,11 +342,9 @@ static void on_accept(wsx_listener *l, const wsx_accepted *a, void *user)
     live = InterlockedIncrement(&tot.live);
     if (cfg.max_conns && live > cfg.max_conns) {
         /* Refused with RST, so the client cannot take it for an empty echo. */
-        struct linger lg = {1, 0};
         InterlockedDecrement(&tot.live);
         InterlockedIncrement64(&tot.refused);
-        setsockopt(a->s, SOL_SOCKET, SO_LINGER, (char *)&lg, sizeof lg);
-        closesocket(a->s);
+        wsx_accepted_close(a, 1);
         return;
     }
     InterlockedIncrement64(&tot.accepted);

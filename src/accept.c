@@ -589,6 +589,26 @@ int wsx_listener_close(wsx_listener *l)
     return 0;
 }
 
+int wsx_accepted_close(const wsx_accepted *a, int abortive)
+{
+    unsigned long long id;
+
+    if (a == NULL || a->s == INVALID_SOCKET)
+        return WSAEINVAL;
+    id = wsx__conn_take(a->s);
+    if (WSX_TRACING()) {
+        char extra[64];
+        snprintf(extra, sizeof extra, "\"how\":\"%s\",\"pending\":0,\"why\":\"%s\"",
+                 abortive ? "abortive" : "graceful", a->eof ? "eof" : "unserved");
+        wsx__trace_event(id, 0, "close", "sync-ok", 0, NULL, NULL, 0, extra);
+    }
+    if (abortive) {
+        struct linger lg = {1, 0}; /* closesocket then sends RST */
+        setsockopt(a->s, SOL_SOCKET, SO_LINGER, (char *)&lg, sizeof lg);
+    }
+    return closesocket(a->s) == 0 ? 0 : WSAGetLastError();
+}
+
 int wsx_listener_address(wsx_listener *l, wsx_sockaddr *out)
 {
     if (l == NULL || out == NULL)

@@ -697,6 +697,11 @@ Test(accept, listener_rejects_bad_arguments_and_busy_address)
     cr_assert_null(l2);
     cr_assert_eq(wsx_listener_open(x.port, NULL, NULL, on_accepted, &x, &l2), WSAEINVAL);
     cr_assert_eq(wsx_listener_open(x.port, &a, NULL, NULL, &x, &l2), WSAEINVAL);
+    {
+        wsx_accepted none = {.s = INVALID_SOCKET};
+        cr_assert_eq(wsx_accepted_close(NULL, 1), WSAEINVAL);
+        cr_assert_eq(wsx_accepted_close(&none, 0), WSAEINVAL);
+    }
     cr_assert_eq(wsx_listener_close(l), 0);
     cr_assert_eq(wsx_listener_close(NULL), WSAEINVAL);
 }

@@ -87,6 +87,13 @@ WSX_API int wsx_listener_open(wsx_port *port, const wsx_sockaddr *addr,
  * listener may be freed before it returns. Returns 0, or WSAEINVAL for NULL. */
 WSX_API int wsx_listener_close(wsx_listener *l);
 
+/* Close an accepted socket the callback will not serve (a->eof, a refusal): abortive sends RST,
+ * so that a client that sent a request cannot take the close for an empty answer; else FIN. Its
+ * trace line (`close`, why `eof` or `unserved`) ends that connection's story under the id its
+ * accept line gave it. From the accept callback, instead of closesocket(a->s). Returns 0, WSAEINVAL
+ * (NULL or no socket) or closesocket's error. */
+WSX_API int wsx_accepted_close(const wsx_accepted *a, int abortive);
+
 /* Socket reuse (opts.reuse): give back the socket of a connection that ended in order (FIN both
  * ways, nothing pending; see wsx_stream_callbacks.on_release). wsx disconnects it with
  * DisconnectEx(TF_REUSE_SOCKET) and a later AcceptEx takes it instead of a new socket. The listener
