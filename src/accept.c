@@ -119,11 +119,11 @@ static void listener_free(wsx_listener *l)
  * AcceptEx may have taken a client already, with its first bytes. RST tells that client it was
  * not served; a plain close would send FIN, which a client that sent a request takes for an
  * empty answer. */
-static void close_unserved(SOCKET s)
+static int close_unserved(SOCKET s)
 {
     struct linger lg = {1, 0};
     setsockopt(s, SOL_SOCKET, SO_LINGER, (char *)&lg, sizeof lg);
-    closesocket(s);
+    return closesocket(s) == 0 ? 0 : WSAGetLastError();
 }
 
 static int out_of_resources(int wsa)
@@ -602,10 +602,8 @@ int wsx_accepted_close(const wsx_accepted *a, int abortive)
                  abortive ? "abortive" : "graceful", a->eof ? "eof" : "unserved");
         wsx__trace_event(id, 0, "close", "sync-ok", 0, NULL, NULL, 0, extra);
     }
-    if (abortive) {
-        struct linger lg = {1, 0}; /* closesocket then sends RST */
-        setsockopt(a->s, SOL_SOCKET, SO_LINGER, (char *)&lg, sizeof lg);
-    }
+    if (abortive)
+        return close_unserved(a->s);
     return closesocket(a->s) == 0 ? 0 : WSAGetLastError();
 }
 
